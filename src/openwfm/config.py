@@ -50,9 +50,9 @@ def get_preset(cls: type[T], name: str) -> T:
     return table[name]()
 
 
-def _suggest(key: str, valid: Iterable[str]) -> str:
+def _suggest(key: str, valid: Iterable[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
 
 
 def _nested_dataclass(cls: type, name: str) -> type | None:
@@ -67,7 +67,7 @@ def check_keys(cls: type, data: Any, source: str, prefix: str = "") -> None:
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{_suggest(str(key), fields)}; "
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{_suggest(str(key), fields, prefix)}; "
                               f"valid keys here: {', '.join(sorted(fields))}")
         sub = _nested_dataclass(cls, key)
         if sub is not None:

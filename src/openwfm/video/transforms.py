@@ -6,9 +6,13 @@ IO boundaries use ``uint8 (T, H, W, 3)``; models use float ``(B, C, T, H, W)`` i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported on first use: video IO alone should not pay for it
+    import torch
 
 
 def _check(frames: np.ndarray) -> np.ndarray:
@@ -69,18 +73,22 @@ def pad_to_multiple(frames: np.ndarray, multiple: int, mode: str = "edge") -> np
     return pad(frames, (-(-H // multiple) * multiple, -(-W // multiple) * multiple), mode=mode)
 
 
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
+def to_tensor(frames: np.ndarray) -> "torch.Tensor":
     """``uint8 (T, H, W, 3)`` -> float32 ``(3, T, H, W)`` in ``[-1, 1]``; a leading batch axis is kept."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim not in (4, 5) or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 (T, H, W, 3) or (B, T, H, W, 3), got {frames.dtype} {frames.shape}")
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
     return x.movedim(-1, -4).contiguous()  # channels before time
 
 
-def from_tensor(x: torch.Tensor) -> np.ndarray:
+def from_tensor(x: "torch.Tensor") -> np.ndarray:
     """float ``(3, T, H, W)`` or ``(B, 3, T, H, W)`` in ``[-1, 1]`` -> ``uint8 (..., T, H, W, 3)``; clamps."""
     if x.ndim not in (4, 5) or x.shape[-4] != 3:
         raise ValueError(f"expected (3, T, H, W) or (B, 3, T, H, W), got {tuple(x.shape)}")
+    import torch
+
     y = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
     return y.movedim(-4, -1).cpu().numpy()
