@@ -62,7 +62,7 @@ def simulate(cfg: SimConfig, seed: int) -> Rollout:
 
         j = cfg.camera_jitter
         cam = orbit_camera(target=[0.5 + rng.normal(0, 0.03 * j), rng.normal(0, 0.03 * j), TABLE_TOP + 0.1],
-                           azimuth=np.radians(180 + 180 + rng.uniform(-35, 35) * j),
+                           azimuth=np.radians(rng.uniform(-35, 35) * j),  # in front of the robot, facing it
                            elevation=np.radians(32 + rng.uniform(-8, 14) * j),
                            distance=1.05 + rng.uniform(-0.1, 0.25) * j, fov=50 + rng.uniform(-5, 5) * j,
                            width=cfg.width, height=cfg.height)
@@ -86,7 +86,7 @@ def simulate(cfg: SimConfig, seed: int) -> Rollout:
                 dyaw = float(np.clip(goal[3] - target[5], -0.15, 0.15)) + rng.normal(0, 0.01)
                 drp = rng.normal(0, 0.005, 2)
                 act = np.array([*(move + noise), drp[0], drp[1], dyaw, goal[4]])
-                target = target + np.concatenate([act[:6]])
+                target = target + act[:6]
                 target[3:5] = np.clip(target[3:5], [np.pi - 0.1, -0.1], [np.pi + 0.1, 0.1])
                 grip = goal[4]
                 actions.append(act)
