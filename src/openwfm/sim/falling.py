@@ -125,8 +125,7 @@ def _caption(rec: Recorder, objects, thrown, hits, bounces, cam, on_table: bool,
         if b.shape in ("sphere", "cylinder", "capsule") and np.linalg.norm(roll) > 0.2:
             parts.append(f"The {b.name} rolls {direction(roll, cam)}.")
             events.append({"event": "roll", "object": b.name})
-    moving = [b for b in objects if np.linalg.norm(rec.trajectory(b)[-1, :3] - rec.trajectory(b)[-2, :3])
-              * rec.cfg.fps > 0.05]
+    moving = [b for b in objects if np.linalg.norm(np.diff(rec.trajectory(b)[-2:, :3], axis=0)) * rec.cfg.fps > 0.05]
     if not moving:
         parts.append("Everything comes to rest." if len(objects) > 1 else "It comes to rest.")
     else:

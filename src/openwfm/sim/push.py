@@ -159,12 +159,13 @@ def _caption(rec: Recorder, objects, target, pick: bool, cam, floor: str) -> tup
         verb = "pushes" if not pick else "knocks"
         parts.append(f"A robot arm {verb} the {b.name} {direction(disp, cam)} across a wooden table.")
         events.append({"event": "push", "object": b.name, "displacement": np.round(disp, 4).tolist()})
-    if not parts:
+    missed = not parts
+    if missed:
         what = "grasp" if pick else "push"
         parts.append(f"A robot arm reaches to {what} the {target.name} on a wooden table but leaves it in place.")
         events.append({"event": "miss", "object": target.name})
     still = [b for b in objects if b not in lifted and all(b is not m for m, _ in moved)
-             and not (b is target and events[-1]["event"] == "miss")]
+             and not (missed and b is target)]
     if still:
         verb = "stays" if len(still) == 1 else "stay"
         parts.append(f"{join([described(b) for b in still])} {verb} where {'it is' if len(still) == 1 else 'they are'}."
