@@ -1,0 +1,1 @@
+"""One trainer for every model (design.md section 2: train/)."""

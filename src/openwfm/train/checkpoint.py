@@ -1,0 +1,325 @@
+"""Checkpoints: atomic directories of safetensors + JSON, verified by a checksum index.
+
+Layout of ``RUN/checkpoints/step-00001000/``::
+
+    config.json          the run's full config
+    trainer.json         step, data position, counters, world layout
+    rng.safetensors      every rank's torch RNG state
+    model.safetensors    fp32 weights            } unsharded runs (one process, DDP)
+    ema.safetensors      EMA weights             }
+    optimizer.safetensors + optimizer.json       }
+    dcp/                 torch.distributed.checkpoint shards of model/ema/optimizer (FSDP2 runs)
+    index.json           size and sha256 of every file above; written last
+
+A checkpoint is written into ``.tmp-step-...``, every file fsync'd, then renamed into place, so a crash
+leaves either the old state or the new one. ``latest_checkpoint`` verifies the index and falls back to
+the previous checkpoint, with a warning, when the newest is truncated or corrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from openwfm.errors import OpenWFMError
+from openwfm.train.distributed import DistEnv, barrier, gather_objects
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+INDEX = "index.json"
+
+
+class CheckpointError(OpenWFMError):
+    """A checkpoint that cannot be written, verified or loaded; the message names it."""
+
+
+def step_dir(root: str | os.PathLike, step: int) -> Path:
+    return Path(root) / f"step-{step:08d}"
+
+
+def _step_of(path: Path) -> int | None:
+    name = path.name
+    if name.startswith("step-") and name[5:].isdigit():
+        return int(name[5:])
+    return None
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Finished checkpoint directories under ``root``, oldest first (not yet verified)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _step_of(p) is not None]
+    return sorted(found, key=_step_of)
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != INDEX)
+
+
+def write_index(directory: Path, step: int, checksum: bool = True) -> None:
+    """fsync every file, record its size (and sha256), then write and fsync the index itself."""
+    entries = {}
+    for p in _files(directory):
+        _fsync(p)
+        entries[str(p.relative_to(directory))] = {"size": p.stat().st_size,
+                                                  "sha256": _sha256(p) if checksum else None}
+    tmp = directory / (INDEX + ".tmp")
+    tmp.write_text(json.dumps({"format": FORMAT, "step": step, "files": entries}, indent=1))
+    _fsync(tmp)
+    tmp.rename(directory / INDEX)
+    for d in sorted({p.parent for p in _files(directory)} | {directory}):
+        _fsync(d)
+
+
+def verify(directory: str | os.PathLike, checksum: bool = True) -> list[str]:
+    """Problems with a checkpoint directory; empty when it is complete and intact."""
+    directory = Path(directory)
+    index = directory / INDEX
+    if not index.is_file():
+        return [f"{directory}: no {INDEX} (the save did not finish)"]
+    try:
+        meta = json.loads(index.read_text())
+        files = meta["files"]
+    except (ValueError, KeyError) as e:
+        return [f"{index}: unreadable index ({e})"]
+    problems = []
+    for rel, want in files.items():
+        p = directory / rel
+        if not p.is_file():
+            problems.append(f"{p}: missing")
+        elif p.stat().st_size != want["size"]:
+            problems.append(f"{p}: {p.stat().st_size} bytes, index says {want['size']} (truncated?)")
+        elif checksum and want.get("sha256") and _sha256(p) != want["sha256"]:
+            problems.append(f"{p}: sha256 mismatch (corrupted)")
+    return problems
+
+
+def latest_checkpoint(root: str | os.PathLike, checksum: bool = True) -> Path | None:
+    """Newest checkpoint that verifies; broken ones are skipped with a warning naming the problem."""
+    for path in reversed(list_checkpoints(root)):
+        problems = verify(path, checksum)
+        if not problems:
+            return path
+        log.warning("skipping checkpoint %s: %s", path, "; ".join(problems[:3]))
+    return None
+
+
+# ------------------------------------------------------------------------------------- state dicts
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    if hasattr(t, "full_tensor"):  # DTensor
+        t = t.full_tensor()
+    return t.detach().cpu().contiguous()
+
+
+def _safetensors_ready(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, and no two entries sharing memory (tied weights are stored twice)."""
+    out, seen = {}, set()
+    for k, v in state.items():
+        v = _full(v)
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), v.numel())
+        out[k] = v.clone() if key in seen else v
+        seen.add(key)
+    return out
+
+
+def flatten_optimizer(osd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split a name-keyed optimizer state dict into tensors (for safetensors) and JSON."""
+    tensors, scalars = {}, {}
+    for fqn, state in osd["state"].items():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{fqn}::{k}"] = v
+            else:
+                scalars[f"{fqn}::{k}"] = v
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in osd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[str, dict] = {}
+    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
+        fqn, k = key.rsplit("::", 1)
+        state.setdefault(fqn, {})[k] = v
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_state(env: DistEnv) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if env.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(env.device)
+    return state
+
+
+# ------------------------------------------------------------------------------------- save / load
+
+def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, ema, trainer_state: dict, config: dict, env: DistEnv,
+                    sharded: bool, keep_last: int = 3, checksum: bool = True,
+                    on_file: Callable[[str], None] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically on every rank's behalf; returns its final path.
+
+    All ranks must call it (collectives inside). ``on_file(name)`` runs after each file is written.
+    """
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    root = Path(root)
+    final, tmp = step_dir(root, step), root / f".tmp-step-{step:08d}"
+    if env.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    barrier(env)
+    note = on_file or (lambda name: None)
+    rngs = gather_objects(_rng_state(env), env)
+    if sharded:
+        import torch.distributed.checkpoint as dcp
+
+        state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        dcp.save(state, checkpoint_id=str(tmp / "dcp"))
+        note("dcp")
+    else:
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        msd = get_model_state_dict(model, options=opts)
+        osd = get_optimizer_state_dict(model, optimizer, options=opts)
+        ema_sd = _safetensors_ready(ema.state_dict()) if ema is not None else None
+        if env.is_main:
+            save_file(_safetensors_ready(msd), tmp / "model.safetensors")
+            note("model.safetensors")
+            if ema_sd is not None:
+                save_file(ema_sd, tmp / "ema.safetensors")
+                note("ema.safetensors")
+            tensors, meta = flatten_optimizer(osd)
+            save_file(_safetensors_ready(tensors), tmp / "optimizer.safetensors")
+            (tmp / "optimizer.json").write_text(json.dumps(meta, indent=1))
+            note("optimizer.safetensors")
+    if env.is_main:
+        save_file({f"rank{r}.{k}": v for r, s in enumerate(rngs) for k, v in s.items()}, tmp / "rng.safetensors")
+        state = dict(trainer_state, world_size=env.world_size, strategy=env.strategy, sharded=sharded)
+        (tmp / "trainer.json").write_text(json.dumps(state, indent=1))
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+        write_index(tmp, step, checksum)
+        if final.exists():  # re-saving a step (after a resume): replace the old copy
+            shutil.rmtree(final)
+        tmp.rename(final)
+        _fsync(root)
+        _prune(root, keep_last)
+    barrier(env)
+    return final
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    for old in list_checkpoints(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    ema, env: DistEnv) -> dict:
+    """Restore weights, optimizer, EMA and this rank's RNG from ``path``; returns trainer.json's state."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict, set_model_state_dict,
+                                                         set_optimizer_state_dict)
+
+    path = Path(path)
+    try:
+        state = json.loads((path / "trainer.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read trainer.json ({e})") from e
+    if state.get("sharded"):
+        import torch.distributed.checkpoint as dcp
+
+        sd = {"model": get_model_state_dict(model)}
+        if optimizer is not None:
+            sd["optim"] = get_optimizer_state_dict(model, optimizer)
+        if ema is not None:
+            sd["ema"] = ema.state_dict()
+        dcp.load(sd, checkpoint_id=str(path / "dcp"))
+        set_model_state_dict(model, sd["model"])
+        if optimizer is not None:
+            set_optimizer_state_dict(model, optimizer, sd["optim"])
+    else:
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, load_file(path / "model.safetensors"), options=opts)
+        if optimizer is not None:
+            meta = json.loads((path / "optimizer.json").read_text())
+            osd = unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta)
+            set_optimizer_state_dict(model, optimizer, osd, options=opts)
+        if ema is not None and (path / "ema.safetensors").is_file():
+            ema.load_state_dict(load_file(path / "ema.safetensors"))
+    rng = load_file(path / "rng.safetensors")
+    rank = env.rank if state.get("world_size", 1) == env.world_size else 0
+    torch.set_rng_state(rng[f"rank{rank}.torch"])
+    if env.device.type == "cuda" and f"rank{rank}.cuda" in rng:
+        torch.cuda.set_rng_state(rng[f"rank{rank}.cuda"], env.device)
+    return state
+
+
+def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Turn a sharded (DCP) checkpoint into ``model.safetensors`` (+ ``ema.safetensors``), one process,
+    no process group. Returns the files written (default: next to ``dcp/`` in the checkpoint)."""
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+    path = Path(path)
+    if not (path / "dcp").is_dir():
+        raise CheckpointError(f"{path}: not a sharded checkpoint (no dcp/ directory)")
+    out_dir = Path(out_dir or path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for part, name in (("model", "model.safetensors"), ("ema", "ema.safetensors")):
+        try:
+            with warnings.catch_warnings():  # "no process group: loading in a single process" is the intent
+                warnings.simplefilter("ignore", UserWarning)
+                full = _load_state_dict_from_keys({part}, checkpoint_id=str(path / "dcp"))
+        except Exception as e:  # noqa: BLE001 - DCP raises assorted errors for a missing key
+            if part == "ema":
+                continue
+            raise CheckpointError(f"{path}/dcp: cannot read the {part} state ({e})") from e
+        tensors = _flat(full.get(part, {}), "")
+        save_file(_safetensors_ready(tensors), out_dir / name)
+        written.append(out_dir / name)
+    return written
+
+
+def _flat(tree: dict, prefix: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, torch.Tensor):
+            out[prefix + k] = v
+    return out
