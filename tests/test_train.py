@@ -223,3 +223,17 @@ def test_activation_checkpointing_gives_the_same_losses(tmp_path):
 def test_bad_config_is_named():
     with pytest.raises(Exception, match="optim.schedule must be constant|cosine"):
         tiny("train.optim.schedule=linear")
+
+
+def test_bf16_autocast_on_cpu_keeps_fp32_master_weights(tmp_path):
+    out = fit(tmp_path, tiny("train.steps=3", "train.precision=bf16"))
+    assert np.isfinite(out["loss"])
+    weights = load_file(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in weights.values())
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager(tmp_path):
+    fit(tmp_path / "a", tiny("train.steps=3"))
+    fit(tmp_path / "b", tiny("train.steps=3", "train.compile=true"))
+    assert losses(tmp_path / "a") == pytest.approx(losses(tmp_path / "b"), rel=1e-4)

@@ -45,8 +45,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and
 
 def _configs() -> dict:
     from openwfm.sim.config import SimConfig
+    from openwfm.train.task import get_task, task_names
 
-    return {"sim": SimConfig}
+    return {"sim": SimConfig, **{f"train-{n}": get_task(n).config_cls for n in task_names()}}
 
 
 def _parse_size(size: str) -> tuple[int, int]:
@@ -142,7 +143,7 @@ def video_convert(src: Path = typer.Argument(..., help="Input video (anything FF
 
 
 @app.command("config")
-def config_show(name: str = typer.Argument("sim", help="Which config: sim."),
+def config_show(name: str = typer.Argument("sim", help="Which config: sim, train-TASK (e.g. train-toy)."),
                 overrides: Optional[List[str]] = typer.Argument(None, help="Overrides key=value."),
                 preset: Optional[str] = typer.Option(None, "--preset", help="Start from a named preset."),
                 config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s).")) -> None:
@@ -170,6 +171,105 @@ def demo(out_dir: Path = typer.Option(Path("demo"), "--out", "-o", help="Where t
         table.add_row(row["name"], str(row["num_frames"]), row["caption"])
     out.print(table)
     out.print(f"summary: {out_dir / 'summary.md'}  ({report['seconds']:.0f} s)")
+
+
+data_app = typer.Typer(help="Training data: WebDataset shards and their index.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+ckpt_app = typer.Typer(help="Training checkpoints: verify, convert sharded ones to safetensors.", no_args_is_help=True)
+app.add_typer(ckpt_app, name="ckpt")
+
+
+@app.command()
+def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-like denoiser); each model "
+                                               "family adds its own."),
+          overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=500 "
+                                                                      "data.shards=SHARDS (see wfm config train-TASK)."),
+          out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, metrics.jsonl."),
+          preset: Optional[str] = typer.Option(None, "--preset", help="Named preset of the task's config."),
+          config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
+          resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --out."),
+          seed: Optional[int] = typer.Option(None, "--seed", help="Shortcut for train.seed=N.")) -> None:
+    """Train a model. On several processes or GPUs, launch the same command with torchrun:
+    torchrun --nproc-per-node N -m openwfm.cli train TASK ... train.dist.strategy=fsdp"""
+    from openwfm.train.loop import Trainer, TrainingInterrupted
+    from openwfm.train.task import get_task
+
+    task_cls = get_task(task)
+    extra = [f"train.seed={seed}"] if seed is not None else []
+    cfg = make_config(task_cls.config_cls, preset=preset, yaml_files=config or [], overrides=(overrides or []) + extra)
+    trainer = Trainer(task_cls(cfg), out_dir, resume=resume, progress=not _state["quiet"])
+    if not trainer.env.is_main:
+        logging.getLogger().setLevel(logging.ERROR)
+    try:
+        summary = trainer.fit()
+    except TrainingInterrupted as e:
+        console.print(f"[yellow]{e}[/]", highlight=False)
+        sys.exit(130)
+    finally:
+        trainer.close()
+    if trainer.env.is_main:
+        out.print(f"trained {task} to step {summary['step']} (loss {summary['loss']:.4f}, "
+                  f"{summary['skipped']} skipped steps); checkpoint {summary['checkpoint']}", highlight=False)
+
+
+@app.command()
+def plot(run: Path = typer.Argument(..., help="Run directory (or its metrics.jsonl)."),
+         png: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG path (default RUN/curves.png).")) -> None:
+    """Draw a run's loss and learning-rate curves to PNG."""
+    from openwfm.train.metrics import plot_run
+
+    out.print(f"wrote {plot_run(run, png)}")
+
+
+@data_app.command("pack")
+def data_pack(sim_dir: Path = typer.Argument(..., help="Directory written by wfm sim."),
+              shards: Path = typer.Option(..., "--out", "-o", help="Shard directory to create."),
+              maxcount: int = typer.Option(1000, "--maxcount", min=1, help="Samples per shard.")) -> None:
+    """Pack simulator samples into WebDataset shards (mp4 + json + masks) with an offset index."""
+    from openwfm.data import load_index, pack_sim_dir
+
+    pack_sim_dir(sim_dir, shards, maxcount=maxcount)
+    out.print(f"packed {len(load_index(shards))} samples into {shards}")
+
+
+@data_app.command("index")
+def data_index(shards: Path = typer.Argument(..., help="Shard directory or glob.")) -> None:
+    """Build (or refresh) a shard directory's index.json and summarize it by bucket."""
+    from collections import Counter
+
+    from openwfm.data import load_index, nearest_bucket
+
+    index = load_index(shards)
+    counts = Counter(f"{e.kind}/{nearest_bucket(e.width, e.height)}" for e in index)
+    table = Table("bucket", "samples", title=f"{shards}: {len(index)} samples")
+    for key, n in sorted(counts.items()):
+        table.add_row(key, str(n))
+    out.print(table)
+
+
+@ckpt_app.command("verify")
+def ckpt_verify(paths: List[Path] = typer.Argument(..., help="Checkpoint directories (or a run's checkpoints/).")) -> None:
+    """Check every file of a checkpoint against its index (sizes and sha256)."""
+    from openwfm.train import checkpoint as ckpt
+
+    bad = 0
+    for path in paths:
+        for p in ckpt.list_checkpoints(path) or [path]:
+            problems = ckpt.verify(p)
+            bad += bool(problems)
+            out.print(f"{p}: " + ("ok" if not problems else "; ".join(problems)), highlight=False)
+    if bad:
+        raise ckpt.CheckpointError(f"{bad} checkpoint(s) failed verification")
+
+
+@ckpt_app.command("convert")
+def ckpt_convert(path: Path = typer.Argument(..., help="A sharded (FSDP2/DCP) checkpoint directory."),
+                 dst: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: PATH).")) -> None:
+    """Consolidate a sharded checkpoint into model.safetensors (+ ema.safetensors), in one process."""
+    from openwfm.train import checkpoint as ckpt
+
+    for f in ckpt.consolidate(path, dst):
+        out.print(f"wrote {f}")
 
 
 def main() -> None:

@@ -93,8 +93,13 @@ def wrap_model(model: torch.nn.Module, env: DistEnv, blocks: list[torch.nn.Modul
         ids = [env.device.index] if env.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
     if env.strategy == "fsdp":
+        import warnings
+
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        # FSDP2 warns whenever a module returns a view (any Linear on 3-d input); the danger it names is an
+        # in-place op on that output, which no model here does
+        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
         mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
         for block in blocks:
             fully_shard(block, mesh=env.mesh, reshard_after_forward=reshard, mp_policy=mp)
