@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_video.py
 	$(PY) benchmarks/bench_sim.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -181,6 +181,8 @@ def make_loader(cfg: DataConfig, index: ShardIndex | None = None, rank: int = 0,
     sampler = BucketBatchSampler(dataset.keys, cfg.batch_sizes, rank=rank, world_size=world_size, seed=cfg.seed,
                                  shuffle=cfg.shuffle, on_epoch=dataset.set_epoch)
     sampler.load_state_dict({"epoch": epoch, "position": position})
+    # own generator: creating the loader's iterator must not draw from the global RNG, or a resumed run
+    # (which creates one more iterator) would drift from the uninterrupted one
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
-                        persistent_workers=False)
+                        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed))
     return loader, sampler

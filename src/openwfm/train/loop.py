@@ -84,6 +84,9 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.sharded = tc.checkpoint.sharded == "yes" or (tc.checkpoint.sharded == "auto"
                                                           and env.strategy == "fsdp")
+        from openwfm.data import stage_at
+
+        self.stage = stage_at(0, self.cfg.stages, self.cfg.data)[0]  # a resumed run restores its own
         if self.resume:
             latest = ckpt.latest_checkpoint(self.ckpt_root, tc.checkpoint.checksum) if env.is_main else None
             latest = self._broadcast(latest)
@@ -94,10 +97,6 @@ class Trainer:
                 for k in ("step", "epoch", "position", "stage", "skipped", "tokens_seen"):
                     setattr(self, k, state[k])
                 log.info("resumed from %s (step %d)", latest, self.step)
-        from openwfm.data import stage_at
-
-        if self.step == 0 and not self.resume:
-            self.stage = stage_at(0, self.cfg.stages, self.cfg.data)[0]
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=env.is_main, truncate_after=self.step)
 
     def _broadcast(self, obj):

@@ -222,4 +222,5 @@ class ToyTask(Task):
                                      world_size=env.dp_size, seed=data_cfg.seed, shuffle=data_cfg.shuffle)
         sampler.load_state_dict({"epoch": epoch, "position": position})
         return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_collate,
-                                           num_workers=data_cfg.num_workers, generator=torch.Generator())
+                                           num_workers=data_cfg.num_workers,
+                                           generator=torch.Generator().manual_seed(data_cfg.seed))
