@@ -49,7 +49,7 @@ def _build(task):
 
 def _loss(model, task, x, sigma, noise, env):
     pred = model(x + sigma.view(-1, 1, 1, 1, 1) * noise, sigma, cp_group=env.cp_group)
-    return ((pred - task._local(model, noise, env)) ** 2).mean()
+    return ((pred - task._local(noise, env)) ** 2).mean()
 
 
 def _reference() -> tuple[float, dict[str, torch.Tensor]]:

@@ -8,7 +8,7 @@ checkpoints, metrics.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -78,4 +78,3 @@ def _load_builtin() -> None:
     import openwfm.train.toy  # noqa: F401
 
 
-Factory = Callable[[], Any]

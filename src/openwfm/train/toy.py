@@ -78,6 +78,13 @@ def _small() -> ToyRunConfig:
     return cfg
 
 
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, T*H/p*W/p, C*p*p), tokens in (t, h, w) order."""
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)
+    return x.reshape(b, t * (h // p) * (w // p), c * p * p)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block; norms modulated by the noise embedding (adaLN-Zero style gates)."""
 
@@ -121,13 +128,6 @@ class ToyDiT(nn.Module):
         nn.init.zeros_(self.patch_out.bias)
         self.grad_checkpointing = False
 
-    def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> (B, T*H/p*W/p, C*p*p), tokens in (t, h, w) order."""
-        b, c, t, h, w = x.shape
-        p = self.cfg.patch_size
-        x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)
-        return x.reshape(b, t * (h // p) * (w // p), c * p * p)
-
     def noise_embedding(self, sigma: torch.Tensor) -> torch.Tensor:
         half = self.cfg.model_channels // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device) / half)
@@ -139,7 +139,7 @@ class ToyDiT(nn.Module):
         (B, L_local, C*p*p), L_local = this rank's share of the sequence under context parallelism."""
         b, c, t, h, w = x.shape
         p = self.cfg.patch_size
-        tokens = self.patch_in(self.patchify(x))
+        tokens = self.patch_in(patchify(x, p))
         pos = (self.pos_t[:t, None, None] + self.pos_h[None, :h // p, None] + self.pos_w[None, None, :w // p])
         tokens = tokens + pos.reshape(1, -1, tokens.shape[-1])
         tokens = shard_sequence(tokens, 1, cp_group) if cp_group is not None else tokens
@@ -196,15 +196,13 @@ class ToyTask(Task):
         noise = torch.randn_like(x)
         x_noisy = (x + sigma.view(-1, 1, 1, 1, 1) * noise) / (sigma.view(-1, 1, 1, 1, 1) ** 2 + 0.25).sqrt()
         pred = model(x_noisy, sigma, cp_group=env.cp_group)
-        target = self._local(model, noise, env)
-        weight = self._local(model, mask[:, :, None].expand(-1, x.shape[1], x.shape[2], -1, -1), env)
+        target = self._local(noise, env)
+        weight = self._local(mask[:, :, None].expand(-1, x.shape[1], x.shape[2], -1, -1), env)
         err = (pred.float() - target) ** 2 * weight
         return err.sum() / weight.sum().clamp(min=1.0), {}
 
-    def _local(self, model, x: torch.Tensor, env: DistEnv) -> torch.Tensor:
-        p = self.cfg.model.patch_size
-        b, c, t, h, w = x.shape
-        tok = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(b, -1, c * p * p)
+    def _local(self, x: torch.Tensor, env: DistEnv) -> torch.Tensor:
+        tok = patchify(x, self.cfg.model.patch_size)
         return shard_sequence(tok, 1, env.cp_group) if env.cp_group is not None else tok
 
     def tokens(self, batch: dict) -> int:
