@@ -266,3 +266,15 @@ def shards(tmp_path_factory):
     generate("falling", get_preset(SimConfig, "tiny"), num=4, out=tmp / "sim", seed=0)
     pack_sim_dir(tmp / "sim", tmp / "shards", maxcount=2)
     return tmp / "shards"
+
+
+def test_load_weights_prefers_ema_and_resolves_run_dirs(tmp_path):
+    fit(tmp_path, tiny("train.steps=4"))
+    config, weights = ckpt.load_weights(tmp_path)
+    ema = load_file(tmp_path / "checkpoints" / "step-00000004" / "ema.safetensors")
+    assert config["task"] == "toy" and weights.keys() == ema.keys()
+    assert all(torch.equal(weights[k], ema[k]) for k in ema)
+    _, raw = ckpt.load_weights(tmp_path / "checkpoints" / "step-00000004", ema=False)
+    assert not all(torch.equal(raw[k], ema[k]) for k in ema)
+    with pytest.raises(ckpt.CheckpointError, match="not a checkpoint"):
+        ckpt.load_weights(tmp_path / "nowhere")

@@ -152,3 +152,5 @@ def test_sharded_checkpoint_resumes_exactly_and_consolidates(ranks):
     assert weights.keys() == full.keys()
     for k in full:
         assert torch.equal(weights[k], full[k]), k
+    _, in_memory = ckpt.load_weights(tmp / "a", ema=False)  # a run directory, consolidated in memory
+    assert all(torch.equal(in_memory[k], full[k]) for k in full)

@@ -323,3 +323,41 @@ def _flat(tree: dict, prefix: str) -> dict[str, torch.Tensor]:
         elif isinstance(v, torch.Tensor):
             out[prefix + k] = v
     return out
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint directory from a checkpoint directory, a run directory (its newest good checkpoint)
+    or a run's ``checkpoints/`` directory."""
+    path = Path(path)
+    if (path / INDEX).is_file():
+        problems = verify(path)
+        if problems:
+            raise CheckpointError(f"{path}: " + "; ".join(problems[:3]))
+        return path
+    for root in (path / "checkpoints", path):
+        if root.is_dir() and list_checkpoints(root):
+            found = latest_checkpoint(root)
+            if found is None:
+                raise CheckpointError(f"{root}: no checkpoint passes verification")
+            return found
+    raise CheckpointError(f"{path}: not a checkpoint or a run directory with checkpoints")
+
+
+def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(run config, weights) of a checkpoint for inference: the EMA weights when present and ``ema``,
+    else the trained ones; sharded checkpoints are consolidated in memory."""
+    path = resolve(path)
+    config = json.loads((path / "config.json").read_text())
+    if (path / "dcp").is_dir():
+        from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            part = "ema" if ema else "model"
+            try:
+                full = _load_state_dict_from_keys({part}, checkpoint_id=str(path / "dcp"))
+            except Exception:  # noqa: BLE001 - no EMA in this checkpoint
+                full = _load_state_dict_from_keys({"model"}, checkpoint_id=str(path / "dcp"))
+        return config, _flat(next(iter(full.values())), "")
+    name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
+    return config, load_file(path / name)

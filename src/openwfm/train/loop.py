@@ -144,6 +144,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total, extras, tokens = 0.0, {}, 0
         amp = self.amp_dtype
+        self.task.step = self.step  # tasks with step-dependent losses (e.g. two-stage schedules) read it
         for micro in range(accum):
             batch = self._to_device(self._next_batch())
             set_grad_sync(self.wrapped, env, micro == accum - 1)

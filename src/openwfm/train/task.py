@@ -26,6 +26,7 @@ class Task:
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
+        self.step = 0  # the trainer's optimizer step, set before each loss evaluation
 
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
