@@ -1,0 +1,225 @@
+"""Cosmos tokenizer architecture: Haar, FSQ, shapes, causality, errors, and equivalence with diffusers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from openwfm.config import ConfigError, get_preset, make_config, preset_names
+from openwfm.tokenizer import (Tokenizer, TokenizerConfig, TokenizerError, codes_to_indices, config_from_diffusers,
+                               config_to_diffusers, fsq_quantize, from_diffusers, haar_dwt3d, haar_idwt3d,
+                               haar_patch, haar_unpatch, indices_to_codes, num_params, pad_frames, to_diffusers)
+
+PAPER = ["CI8x8", "CI16x16", "DI8x8", "DI16x16", "CV4x8x8", "CV8x8x8", "CV8x16x16", "DV4x8x8", "DV8x8x8",
+         "DV8x16x16"]
+CV8X8X8_PARAMS = 105_653_696  # = diffusers AutoencoderKLCosmos() (0.42); see test_param_count_matches_diffusers
+
+
+def tiny(name: str, seed: int = 0) -> Tokenizer:
+    torch.manual_seed(seed)
+    return Tokenizer(get_preset(TokenizerConfig, f"tiny-{name}")).eval()
+
+
+def video(t: int, h: int = 32, w: int = 32, b: int = 1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
+
+
+# ---------------------------------------------------------------------- Haar
+def test_haar_inverse_video_and_image():
+    x = video(17, 16, 24, b=2)
+    y = haar_patch(x, 4)
+    assert y.shape == (2, 3 * 64, 5, 4, 6)
+    torch.testing.assert_close(haar_unpatch(y, 4), x, atol=1e-5, rtol=0)
+    img = video(1, 8, 8)
+    assert haar_patch(img, 4).shape == (1, 192, 1, 2, 2)
+    torch.testing.assert_close(haar_unpatch(haar_patch(img, 4), 4), img, atol=1e-5, rtol=0)
+    torch.testing.assert_close(haar_unpatch(haar_patch(x, 2), 2), x, atol=1e-5, rtol=0)
+
+
+def test_haar_bands():
+    x = video(4, 4, 4)
+    y = haar_dwt3d(x)
+    # lll band: mean of each 2x2x2 block (filters 1/sqrt2, rescaled by 1/sqrt8 per level)
+    torch.testing.assert_close(y[:, :3], torch.nn.functional.avg_pool3d(x, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(haar_idwt3d(y), x, atol=1e-6, rtol=0)
+    const = torch.ones(1, 1, 2, 2, 2)
+    assert torch.allclose(haar_dwt3d(const)[:, 1:], torch.zeros(1, 7, 1, 1, 1))  # no detail in a constant
+
+
+# ---------------------------------------------------------------------- FSQ
+def test_fsq_index_round_trip_all_codes():
+    levels = [8, 8, 8, 5, 5, 5]
+    idx = torch.arange(64000)
+    codes = indices_to_codes(idx, levels)
+    assert codes.shape == (64000, 6) and codes.min() == -1 and codes.max() == 1
+    assert torch.equal(codes_to_indices(codes, levels), idx)
+    # codes are fixed points of the quantizer's grid: quantizing any input lands on one of them
+    z = torch.randn(1000, 6) * 3
+    q = fsq_quantize(z, levels)
+    assert torch.equal(indices_to_codes(codes_to_indices(q, levels), levels), q)
+
+
+def test_fsq_straight_through_gradient():
+    z = torch.randn(64, 6, requires_grad=True)
+    fsq_quantize(z, [8, 8, 8, 5, 5, 5]).pow(2).sum().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    model = tiny("DV4x8x8").train()
+    recon, extras = model(video(5))
+    recon.square().mean().backward()
+    assert model.encoder.conv_in.spatial.weight.grad.abs().sum() > 0  # through the quantizer to the encoder
+    assert extras["indices"].dtype == torch.int64 and extras["codes"].shape[1] == 6
+
+
+# ---------------------------------------------------------------------- shapes and sizes
+@pytest.mark.parametrize("name", PAPER)
+def test_shape_laws_paper_presets(name):
+    cfg = get_preset(TokenizerConfig, name)
+    with torch.device("meta"):
+        model = Tokenizer(cfg)
+        t = 1 if cfg.is_image else 1 + 2 * cfg.temporal_compression
+        x = torch.empty(2, 3, t, 2 * cfg.spatial_compression, 3 * cfg.spatial_compression)
+        out = model.encode(x)
+        lt, lh, lw = cfg.latent_shape(t, x.shape[3], x.shape[4])
+        assert (lt, lh, lw) == ((1 if cfg.is_image else 3), 2, 3)
+        if cfg.discrete:
+            indices, codes = out
+            assert indices.shape == (2, lt, lh, lw) and indices.dtype == torch.int64
+            assert codes.shape == (2, 6, lt, lh, lw)
+            assert model.decode(indices).shape == x.shape
+        else:
+            assert out.shape == (2, 16, lt, lh, lw)
+        assert model.decode(codes if cfg.discrete else out).shape == x.shape
+
+
+def test_paper_param_counts():
+    counts = {}
+    for name in PAPER:
+        with torch.device("meta"):
+            counts[name] = num_params(Tokenizer(get_preset(TokenizerConfig, name)))
+    assert counts["CV8x8x8"] == CV8X8X8_PARAMS
+    assert all(100e6 < n < 115e6 for n in counts.values()), counts  # ~105M (paper, sec. 4.3)
+
+
+@pytest.mark.parametrize("name", ["CV4x8x8", "CV8x8x8", "DV8x16x16", "CI8x8", "DI16x16"])
+def test_tiny_shapes(name):
+    model = tiny(name)
+    cfg = model.cfg
+    t = 3 if cfg.is_image else 1 + cfg.temporal_compression
+    s = cfg.spatial_compression
+    x = video(t, 2 * s, s)
+    with torch.no_grad():
+        recon, extras = model(x)
+    assert recon.shape == x.shape
+    assert extras["latent"].shape == (1, cfg.latent_channels, *cfg.latent_shape(t, 2 * s, s))
+    assert len(model.fsdp_units) == 2 * len(cfg.channels_mult) + 2
+
+
+# ---------------------------------------------------------------------- causality
+def test_causal_continuous():
+    model = tiny("CV4x8x8")
+    x = video(17, 16, 16)
+    with torch.no_grad():
+        short, full = model.encode(x[:, :, :9]), model.encode(x)
+        assert short.shape[2] == 3 and full.shape[2] == 5
+        torch.testing.assert_close(short, full[:, :, :3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.decode(full[:, :, :3]), model.decode(full)[:, :, :9], atol=1e-5, rtol=0)
+
+
+def test_causal_discrete():
+    model = tiny("DV8x8x8")
+    x = video(17, 16, 16)
+    with torch.no_grad():
+        (short, _), (full, _) = model.encode(x[:, :, :9]), model.encode(x)
+    assert short.shape == (1, 2, 2, 2) and full.shape == (1, 3, 2, 2)
+    assert torch.equal(short, full[:, :2])
+
+
+# ---------------------------------------------------------------------- training hooks
+def test_grad_checkpointing_same_gradients():
+    x = video(5, 16, 16)
+    grads = []
+    for on in (False, True):
+        model = tiny("CV4x8x8").train()
+        model.grad_checkpointing = on
+        assert model.grad_checkpointing is on
+        model(x)[0].square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+# ---------------------------------------------------------------------- errors
+def test_bad_inputs_raise_clear_errors():
+    model = tiny("CV8x8x8")
+    with pytest.raises(TokenizerError, match=r"17 or 25.*pad_frames"):
+        model.encode(video(20))
+    with pytest.raises(TokenizerError, match="4 channels"):
+        model.encode(torch.zeros(1, 4, 9, 32, 32))
+    bad = video(9)
+    bad[0, 0, 3, 0, 0] = float("nan")
+    with pytest.raises(TokenizerError, match="NaN"):
+        model.encode(bad)
+    with pytest.raises(TokenizerError, match="multiples of 8"):
+        model.encode(video(9, 30, 32))
+    with pytest.raises(TokenizerError, match="unsqueeze"):
+        model.encode(torch.zeros(1, 3, 32, 32))
+    padded = pad_frames(video(20), 8)
+    assert padded.shape[2] == 25 and torch.equal(padded[:, :, -1], padded[:, :, 19])
+    assert model.encode(padded).shape[2] == 4
+    with pytest.raises(TokenizerError, match="float latents"):
+        model.decode(torch.zeros(1, 2, 4, 4, dtype=torch.long))
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="latent_channels must equal len"):
+        make_config(TokenizerConfig, preset="DV8x8x8", overrides=["latent_channels=16"])
+    with pytest.raises(ConfigError, match="downsampling"):
+        make_config(TokenizerConfig, preset="CV8x16x16", overrides=["spatial_compression=32"])
+    with pytest.raises(ConfigError, match="temporal_compression"):
+        make_config(TokenizerConfig, preset="CV8x8x8", overrides=["temporal_compression=2"])
+    cfg = make_config(TokenizerConfig, preset="tiny-DV4x8x8", overrides=["channels=8"])
+    assert cfg.channels == 8 and cfg.kind == "DV4x8x8" and cfg.codebook_size == 64000
+    assert {f"tiny-{n}" for n in PAPER} | set(PAPER) <= set(preset_names(TokenizerConfig))
+
+
+# ---------------------------------------------------------------------- diffusers equivalence
+def _diffusers_twin(cfg: TokenizerConfig, seed: int = 0):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(seed)
+    ref = diffusers.AutoencoderKLCosmos(**config_to_diffusers(cfg)).eval()
+    with torch.no_grad():  # random norms too, so a swapped weight/bias would show
+        for name, p in ref.named_parameters():
+            if "norm" in name:
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
+    ours = Tokenizer(cfg).eval()
+    ours.load_state_dict(from_diffusers(ref.state_dict()), strict=True)
+    return ref, ours
+
+
+@pytest.mark.parametrize("name,frames", [("CV8x8x8", 9), ("CV8x16x16", 17), ("CI8x8", 1)])
+def test_diffusers_equivalence(name, frames):
+    cfg = get_preset(TokenizerConfig, f"tiny-{name}")
+    ref, ours = _diffusers_twin(cfg)
+    x = video(frames, 32, 32)
+    with torch.no_grad():
+        z_ref = ref.encode(x).latent_dist.mode()
+        z = ours.encode(x)
+        assert (z - z_ref).abs().max() <= 1e-4
+        out_ref, out = ref.decode(z_ref).sample, ours.decode(z_ref)
+        assert out.shape == x.shape and (out - out_ref).abs().max() <= 1e-4
+    back = to_diffusers(ours.state_dict())
+    twin = type(ref)(**config_to_diffusers(cfg))
+    twin.load_state_dict(back, strict=True)
+    assert all(torch.equal(back[k], v) for k, v in ref.state_dict().items())
+    assert config_from_diffusers(ref.config) == cfg
+
+
+def test_param_count_matches_diffusers():
+    diffusers = pytest.importorskip("diffusers")
+    with torch.device("meta"):
+        ref = diffusers.AutoencoderKLCosmos()  # CV8x8x8 defaults
+    cfg = config_from_diffusers(ref.config)
+    assert cfg.kind == "CV8x8x8" and cfg.latents_mean is not None
+    assert sum(p.numel() for p in ref.parameters()) == CV8X8X8_PARAMS
+    with pytest.raises(ConfigError, match="FSQ"):
+        to_diffusers(tiny("DV4x8x8").state_dict())
