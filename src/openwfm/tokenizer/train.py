@@ -40,8 +40,9 @@ class TokenizerRunConfig:
         t, s = self.model.temporal_compression, self.model.spatial_compression
         for where, d in [("data", self.data)] + [(f"stages[{i}]", st) for i, st in enumerate(self.stages)]:
             if (d.num_frames - 1) % t:
+                lo = 1 + t * max(0, (d.num_frames - 1) // t)
                 raise ConfigError(f"{where}.num_frames={d.num_frames}: the {self.model.kind} tokenizer takes "
-                                  f"1 + k·{t} frames, e.g. {1 + t * max(1, (d.num_frames - 1) // t)}")
+                                  f"1 + k·{t} frames, e.g. {lo} or {lo + t}")
             if d.resolution % s:
                 raise ConfigError(f"{where}.resolution={d.resolution} must be a multiple of the spatial "
                                   f"compression {s}")
