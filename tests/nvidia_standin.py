@@ -103,14 +103,14 @@ def _quantizer(levels: list[int]) -> nn.Module:  # FSQuantizer: constants only
     return m
 
 
-def _downs(cfg: TokenizerConfig) -> tuple[int, int]:
+def downs(cfg: TokenizerConfig) -> tuple[int, int]:
     log = lambda n: int(math.log2(n))  # noqa: E731
     return log(cfg.spatial_compression) - log(cfg.patch_size), log(cfg.temporal_compression) - log(cfg.patch_size)
 
 
 def _encoder(tok: Tokenizer) -> nn.Module:
     cfg, enc, n = tok.cfg, tok.encoder, len(tok.cfg.channels_mult)
-    n_s, n_t = _downs(cfg)
+    n_s, n_t = downs(cfg)
     m = nn.Module()
     m.patcher3d, m.conv_in, m.down = _patcher(cfg.patch_size, True), _factorized(enc.conv_in), nn.ModuleList()
     for i, stage in enumerate(enc.down):
@@ -129,7 +129,7 @@ def _encoder(tok: Tokenizer) -> nn.Module:
 
 def _decoder(tok: Tokenizer) -> nn.Module:
     cfg, dec, n = tok.cfg, tok.decoder, len(tok.cfg.channels_mult)
-    n_s, n_t = _downs(cfg)
+    n_s, n_t = downs(cfg)
     m = nn.Module()
     m.conv_in, m.mid, up = _factorized(dec.conv_in), _mid(dec.mid), [None] * n
     for i_level in reversed(range(n)):  # NVIDIA: up[i_level], level 0 = highest resolution

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from nvidia_standin import autoencoder, save_traced
+from nvidia_standin import autoencoder, downs, save_traced
 from openwfm.config import get_preset
 from openwfm.tokenizer import Tokenizer, TokenizerConfig, TokenizerError, from_diffusers
-from openwfm.tokenizer.nvidia import extract_weights, from_nvidia_key, load_jit
+from openwfm.tokenizer.nvidia import config_from_nvidia, extract_weights, from_nvidia, from_nvidia_key, load_jit
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # NVIDIA ships TorchScript
 
@@ -87,6 +87,19 @@ def test_key_names_compose_with_diffusers_conversion():
         assert from_diffusers({via: ours[new]}) == {new: ours[new]}, key
         seen.add(new)
     assert seen == set(ours)
+
+
+@pytest.mark.parametrize("name", ["CV4x8x8", "CV8x8x8", "CV8x16x16", "DV4x8x8", "DV8x8x8", "DV8x16x16"])
+def test_paper_shapes_give_back_the_preset(name):
+    ref = get_preset(TokenizerConfig, name)
+    with torch.device("meta"):  # shapes only
+        tok = Tokenizer(ref)
+        sd = autoencoder(tok).state_dict()
+    if ref.discrete:  # a scripted file lists FSQ's non-persistent buffers; an nn.Module's state_dict does not
+        sd["quantizer._levels"] = torch.tensor(ref.levels, dtype=torch.int32)
+    cfg = config_from_nvidia(sd, *downs(ref))
+    assert cfg == ref
+    assert from_nvidia(sd, cfg).keys() == tok.state_dict().keys()
 
 
 @pytest.mark.parametrize("name,frames,size", [("CV8x16x16", 9, 32), ("DV4x8x8", 9, 16)])

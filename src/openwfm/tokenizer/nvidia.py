@@ -1,20 +1,16 @@
-"""NVIDIA's released Cosmos tokenizers (Cosmos-Tokenizer / Cosmos-1.0-Tokenizer), read from a local folder.
+"""NVIDIA's released Cosmos tokenizers (Cosmos-Tokenizer / Cosmos-1.0-Tokenizer), read from a local folder of
+TorchScript files: ``encoder.jit``, ``decoder.jit``, ``autoencoder.jit`` and, for some continuous models,
+``mean_std.pt``. Nothing here downloads anything. ``load_jit`` runs NVIDIA's own modules behind
+``Tokenizer``'s ``encode`` / ``decode``; ``extract_weights`` gives a ``TokenizerConfig`` + openwfm state dict.
 
-A released tokenizer is a directory of TorchScript files: ``encoder.jit``, ``decoder.jit``,
-``autoencoder.jit`` and, for some continuous models, ``mean_std.pt``. Nothing here downloads anything.
-``load_jit`` runs NVIDIA's own modules behind ``Tokenizer``'s ``encode`` / ``decode``;
-``extract_weights`` turns their parameters into a ``TokenizerConfig`` and an openwfm state dict.
+Trust: ``torch.jit.load`` executes the TorchScript code stored in the file; open only directories you trust
+as much as running NVIDIA's code. (``mean_std.pt`` is read with ``weights_only=True``.)
 
-Trust: ``torch.jit.load`` executes the TorchScript code stored in the file. Only open directories you
-trust as much as you would trust running NVIDIA's code. (``mean_std.pt`` is read with
-``weights_only=True``.)
-
-Names follow NVIDIA's ``cosmos_tokenizer`` (github.com/NVIDIA/Cosmos-Tokenizer,
-``cosmos_tokenizer/modules/layers3d.py``: ``EncoderFactorized`` / ``DecoderFactorized``;
-``cosmos_tokenizer/networks/{continuous,discrete}_video.py``: ``encoder_jit`` = Sequential(encoder,
-quant_conv, distribution | quantizer), ``decoder_jit`` = Sequential([inv_quant,] post_quant_conv,
-decoder)), and agree with ``VAE_KEYS_RENAME_DICT`` in diffusers' ``scripts/convert_cosmos_to_diffusers.py``.
-Only the 3D (video) tokenizers share our layers; NVIDIA's image tokenizers (CI/DI) use 2D layers.
+Names follow NVIDIA's ``cosmos_tokenizer`` (github.com/NVIDIA/Cosmos-Tokenizer: ``modules/layers3d.py``
+EncoderFactorized / DecoderFactorized; ``networks/*_video.py``: ``encoder_jit`` = Sequential(encoder,
+quant_conv, distribution | quantizer), ``decoder_jit`` = Sequential([inv_quant,] post_quant_conv, decoder))
+and agree with ``VAE_KEYS_RENAME_DICT`` of diffusers' ``scripts/convert_cosmos_to_diffusers.py``. Only the
+3D (video) tokenizers share our layers; NVIDIA's image tokenizers (CI/DI) use 2D ones.
 """
 
 from __future__ import annotations
@@ -170,7 +166,7 @@ def extract_weights(directory: str | Path) -> tuple[TokenizerConfig, dict[str, t
     cfg = config_from_nvidia(sd, *downs, source=d)
     _check_decoder_flags(roots, cfg, d)
     mean, std = load_mean_std(d)
-    if mean is not None:
+    if mean is not None:  # flattened as stored; diffusers reads them back as view(1, C, -1, 1, 1)
         cfg.latents_mean, cfg.latents_std = mean.flatten().tolist(), std.flatten().tolist()
         _validate(cfg, d)
     return cfg, from_nvidia(sd, cfg, source=d)
