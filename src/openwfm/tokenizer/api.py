@@ -43,8 +43,7 @@ def encode(model: Tokenizer, x: torch.Tensor, chunk_frames: int = 0, tile: int =
     s = cfg.spatial_compression
 
     def enc(v: torch.Tensor) -> torch.Tensor:
-        z = model.encode_latent(v) if not tile else tiled(model.encode_latent, v, tile, overlap, 1 / s)
-        return z
+        return model.encode_latent(v) if not tile else tiled(model.encode_latent, v, tile, overlap, 1 / s)
 
     z = encode_chunked(enc, x, cfg.temporal_compression, chunk_frames) if chunk_frames else enc(x)
     if cfg.discrete:

@@ -289,11 +289,23 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     return state
 
 
+def read_dcp_part(path: Path, part: str) -> dict[str, torch.Tensor] | None:
+    """Full tensors of one part (``model``, ``ema``) of a sharded checkpoint, read in one process without
+    a process group; None when the checkpoint has no such part."""
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+    try:
+        with warnings.catch_warnings():  # "no process group: loading in a single process" is the intent
+            warnings.simplefilter("ignore", UserWarning)
+            full = _load_state_dict_from_keys({part}, checkpoint_id=str(path / "dcp"))
+    except Exception:  # noqa: BLE001 - DCP raises assorted errors for a missing key
+        return None
+    return _flat(full.get(part, {}), "")
+
+
 def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
     """Turn a sharded (DCP) checkpoint into ``model.safetensors`` (+ ``ema.safetensors``), one process,
     no process group. Returns the files written (default: next to ``dcp/`` in the checkpoint)."""
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
-
     path = Path(path)
     if not (path / "dcp").is_dir():
         raise CheckpointError(f"{path}: not a sharded checkpoint (no dcp/ directory)")
@@ -301,15 +313,11 @@ def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for part, name in (("model", "model.safetensors"), ("ema", "ema.safetensors")):
-        try:
-            with warnings.catch_warnings():  # "no process group: loading in a single process" is the intent
-                warnings.simplefilter("ignore", UserWarning)
-                full = _load_state_dict_from_keys({part}, checkpoint_id=str(path / "dcp"))
-        except Exception as e:  # noqa: BLE001 - DCP raises assorted errors for a missing key
+        tensors = read_dcp_part(path, part)
+        if tensors is None:
             if part == "ema":
                 continue
-            raise CheckpointError(f"{path}/dcp: cannot read the {part} state ({e})") from e
-        tensors = _flat(full.get(part, {}), "")
+            raise CheckpointError(f"{path}/dcp: cannot read the {part} state")
         save_file(_safetensors_ready(tensors), out_dir / name)
         written.append(out_dir / name)
     return written
@@ -349,15 +357,9 @@ def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict[
     path = resolve(path)
     config = json.loads((path / "config.json").read_text())
     if (path / "dcp").is_dir():
-        from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            part = "ema" if ema else "model"
-            try:
-                full = _load_state_dict_from_keys({part}, checkpoint_id=str(path / "dcp"))
-            except Exception:  # noqa: BLE001 - no EMA in this checkpoint
-                full = _load_state_dict_from_keys({"model"}, checkpoint_id=str(path / "dcp"))
-        return config, _flat(next(iter(full.values())), "")
+        tensors = (read_dcp_part(path, "ema") if ema else None) or read_dcp_part(path, "model")
+        if tensors is None:
+            raise CheckpointError(f"{path}/dcp: cannot read the model state")
+        return config, tensors
     name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
     return config, load_file(path / name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 from openwfm.errors import OpenWFMError
@@ -77,8 +78,6 @@ class TrainProgress:
     def update(self, step: int, out: dict) -> None:
         if self._progress is None:
             return
-        import time
-
         now = time.perf_counter()
         if self._last is not None:
             rate = 1.0 / max(now - self._last, 1e-9)
