@@ -120,6 +120,40 @@ def test_pack_sim_dir(tmp_path, samples):
         assert z["masks"].shape == (2, 4, 4)
 
 
+def test_pack_video_files_and_sim_dirs_together(tmp_path, samples):
+    """`wfm data pack` takes simulator directories and plain video files in one go: files are cut into
+    clips, scaled to the short side (even sizes), and a tail shorter than a clip is dropped."""
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "falling_000000.mp4").write_bytes(samples[0][1]["mp4"])
+    (sim / "falling_000000.json").write_bytes(samples[0][1]["json"])
+    frames = moving_frames(25, 30, 50, seed=3)
+    src = write_video(tmp_path / "street.view.mp4", frames, fps=10, preset="ultrafast")
+    res = CliRunner().invoke(app, ["data", "pack", str(sim), str(src), "--clip-frames", "8", "--short-side", "20",
+                                   "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    index = load_index(tmp_path / "out")
+    assert [e.key for e in index] == ["falling_000000", "street-0000", "street-0001", "street-0002"]
+    clip = index[2]
+    assert (clip.num_frames, clip.height, clip.width) == (8, 20, 32)  # 30x50 -> 20x33 -> even 20x32
+    meta = json.loads(read_sample(clip, ["json"])["json"])
+    assert meta["source"] == "street.view.mp4" and meta["start_frame"] == 8
+    got = decode_video(read_sample(clip, ["mp4"])["mp4"])
+    def err(start: int) -> float:
+        return float(np.abs(got.astype(float) - fit_to_bucket(frames[start:start + 8], (20, 33))[0][:, :, :32]).mean())
+
+    assert err(8) < 10 and err(8) < 0.6 * min(err(0), err(16))  # H.264 twice at 20x32: close, and these frames
+
+    missing = CliRunner().invoke(app, ["data", "pack", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o2")])
+    assert missing.exit_code != 0 and "nope.mp4: no such file" in str(missing.exception)
+    short = CliRunner().invoke(app, ["data", "pack", str(src), "--clip-frames", "40", "-o", str(tmp_path / "o3")])
+    assert short.exit_code != 0 and "fewer than one clip of 40" in str(short.exception)
+
+
 # ----------------------------------------------------------------------------------------------- buckets
 
 @pytest.mark.parametrize("resolution,multiple", [(64, 16), (256, 16), (96, 8)])

@@ -222,14 +222,28 @@ def plot(run: Path = typer.Argument(..., help="Run directory (or its metrics.jso
 
 
 @data_app.command("pack")
-def data_pack(sim_dir: Path = typer.Argument(..., help="Directory written by wfm sim."),
+def data_pack(sources: List[Path] = typer.Argument(..., help="Directories written by wfm sim, and/or video files."),
               shards: Path = typer.Option(..., "--out", "-o", help="Shard directory to create."),
-              maxcount: int = typer.Option(1000, "--maxcount", min=1, help="Samples per shard.")) -> None:
-    """Pack simulator samples into WebDataset shards (mp4 + json + masks) with an offset index."""
-    from openwfm.data import load_index, pack_sim_dir
+              maxcount: int = typer.Option(1000, "--maxcount", min=1, help="Samples per shard."),
+              clip_frames: int = typer.Option(33, "--clip-frames", min=1, help="Video files: frames per clip."),
+              short_side: int = typer.Option(128, "--short-side", min=0, help="Video files: short side of the clips (0: keep)."),
+              max_clips: Optional[int] = typer.Option(None, "--max-clips", min=1, help="Video files: at most this many clips each."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing shards in --out.")) -> None:
+    """Pack samples into WebDataset shards with an offset index: simulator directories as they are
+    (mp4 + json + masks); video files cut into --clip-frames clips scaled to --short-side (mp4 + json)."""
+    import itertools
 
-    pack_sim_dir(sim_dir, shards, maxcount=maxcount)
-    out.print(f"packed {len(load_index(shards))} samples into {shards}")
+    from openwfm.data import DataError, load_index, pack_samples
+    from openwfm.data.clips import video_file_samples
+    from openwfm.data.shards import sim_dir_samples
+
+    for src in sources:
+        if not src.exists():
+            raise DataError(src, "no such file or directory")
+    streams = [sim_dir_samples(s) if s.is_dir() else video_file_samples(s, clip_frames, short_side, max_clips=max_clips)
+               for s in sources]
+    pack_samples(itertools.chain(*streams), shards, maxcount=maxcount, overwrite=overwrite)
+    out.print(f"packed {len(load_index(shards))} samples from {len(sources)} source(s) into {shards}")
 
 
 @data_app.command("index")

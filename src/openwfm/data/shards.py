@@ -135,12 +135,11 @@ def _check_sample(key: str, members: dict[str, bytes], seen: set[str]) -> dict:
     return out
 
 
-def pack_sim_dir(sim_dir: str | os.PathLike, out_dir: str | os.PathLike, maxcount: int = 1000,
-                 prefix: str = "shard", overwrite: bool = False) -> Path:
-    """Pack a directory written by ``openwfm.sim.dataset`` (``NAME.mp4``, ``NAME.json``, ``NAME.masks.npz``)
-    into shards with members ``mp4``, ``json`` and ``npz``. Samples without their JSON are incomplete (the
-    simulator writes it last) and other JSON files (no ``NAME.mp4`` beside them) are not samples: both
-    are skipped."""
+def sim_dir_samples(sim_dir: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of a directory written by ``openwfm.sim.dataset`` (``NAME.mp4``, ``NAME.json``,
+    ``NAME.masks.npz``) as ``(NAME, {"mp4", "json"[, "npz"]})``. Samples without their JSON are incomplete
+    (the simulator writes it last) and other JSON files (no ``NAME.mp4`` beside them) are not samples:
+    both are skipped. An error names the directory when there is no sample at all."""
     sim = Path(sim_dir)
     if not sim.is_dir():
         raise DataError(sim, "no such directory")
@@ -153,16 +152,22 @@ def pack_sim_dir(sim_dir: str | os.PathLike, out_dir: str | os.PathLike, maxcoun
             log.warning("%s: no %s.mp4 beside it; not a simulated sample, skipped", p, name)
     if not names:
         raise DataError(sim, "no simulated samples (NAME.json + NAME.mp4) found")
+    for name in names:
+        members = {"json": (sim / f"{name}.json").read_bytes(), "mp4": (sim / f"{name}.mp4").read_bytes()}
+        masks = sim / f"{name}.masks.npz"
+        if masks.is_file():
+            members["npz"] = masks.read_bytes()
+        yield name, members
 
-    def samples() -> Iterator[tuple[str, dict[str, bytes]]]:
-        for name in names:
-            members = {"json": (sim / f"{name}.json").read_bytes(), "mp4": (sim / f"{name}.mp4").read_bytes()}
-            masks = sim / f"{name}.masks.npz"
-            if masks.is_file():
-                members["npz"] = masks.read_bytes()
-            yield name, members
 
-    return pack_samples(samples(), out_dir, maxcount=maxcount, prefix=prefix, overwrite=overwrite)
+def pack_sim_dir(sim_dir: str | os.PathLike, out_dir: str | os.PathLike, maxcount: int = 1000,
+                 prefix: str = "shard", overwrite: bool = False) -> Path:
+    """Pack a simulator output directory into shards with members ``mp4``, ``json`` and ``npz``
+    (see ``sim_dir_samples``)."""
+    samples = sim_dir_samples(sim_dir)
+    first = next(samples)  # fail on a bad directory before touching out_dir
+    return pack_samples(itertools.chain([first], samples), out_dir, maxcount=maxcount, prefix=prefix,
+                        overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------------- indexing

@@ -5,7 +5,7 @@ latent frame per 8 frames (after the first) and one latent pixel per 8x8 pixels;
 tokenizer (temporal compression 1: every frame is coded on its own). Paper-size presets: channels 128,
 mult [2, 4, 4], 2 residual blocks per level, attention at resolution 32 and in the mid block, z 16
 channels, latent 16 (continuous) or 6 FSQ channels with levels [8, 8, 8, 5, 5, 5]. ``tiny-*`` presets
-are for CPU tests.
+are for CPU tests; ``small-*`` ones (width 48) are what the shipped tokenizers use.
 """
 
 from __future__ import annotations
@@ -172,12 +172,20 @@ def _tiny(spatial: int, temporal: int, discrete: bool) -> TokenizerConfig:
     return cfg
 
 
+def _small(spatial: int, temporal: int, discrete: bool) -> TokenizerConfig:
+    """The tiny layout at width 48 (3.2 M parameters, 13 MB in fp32): the shipped tokenizers."""
+    cfg = _tiny(spatial, temporal, discrete)
+    cfg.channels = 48
+    return cfg
+
+
 _SHAPES = {"CI8x8": (8, 1), "CI16x16": (16, 1), "CV4x8x8": (8, 4), "CV8x8x8": (8, 8), "CV8x16x16": (16, 8)}
 
 
 def _register(name: str, spatial: int, temporal: int, discrete: bool) -> None:
     register_preset(TokenizerConfig, name)(lambda: _paper(spatial, temporal, discrete))
     register_preset(TokenizerConfig, f"tiny-{name}")(lambda: _tiny(spatial, temporal, discrete))
+    register_preset(TokenizerConfig, f"small-{name}")(lambda: _small(spatial, temporal, discrete))
 
 
 for _name, (_s, _t) in _SHAPES.items():

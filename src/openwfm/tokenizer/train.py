@@ -64,10 +64,22 @@ def _run(preset: str, **train) -> TokenizerRunConfig:
     return cfg
 
 
+def _small_run(preset: str) -> TokenizerRunConfig:
+    """The recipe of the shipped tokenizers (docs/tokenizer.md): 5500 steps on one CPU thread, 17-frame
+    clips at 64 px (batch 2), then at 128 px (batch 1) from step 3500; Gram loss (stage 2) from 4500."""
+    cfg = _run(preset, steps=5500)
+    cfg.data.resolution, cfg.data.num_frames = 64, 1 if cfg.model.is_image else 17
+    cfg.stages = [StageConfig(start_step=3500, resolution=128, num_frames=cfg.data.num_frames, batch_size=1)]
+    cfg.stage2_start = 4500
+    cfg.train.optim.warmup_steps, cfg.train.optim.schedule, cfg.train.optim.min_lr_ratio = 200, "cosine", 0.1
+    return cfg
+
+
 for _name in ("CV4x8x8", "CV8x8x8", "CV8x16x16", "DV4x8x8", "DV8x8x8", "DV8x16x16", "CI8x8", "CI16x16",
               "DI8x8", "DI16x16"):
     register_preset(TokenizerRunConfig, _name)(lambda n=_name: _run(n))
     register_preset(TokenizerRunConfig, f"tiny-{_name}")(lambda n=_name: _run(f"tiny-{n}"))
+    register_preset(TokenizerRunConfig, f"small-{_name}")(lambda n=_name: _small_run(f"small-{n}"))
 
 
 @register_task
