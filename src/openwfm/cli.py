@@ -310,7 +310,7 @@ def _load_tok(checkpoint: Path):
 @tok_app.command("encode")
 def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
                      dst: Path = typer.Argument(..., help="Output .safetensors (latent or FSQ indices)."),
-                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run or checkpoint."),
+                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
                      frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
                      chunk: int = typer.Option(0, "--chunk", help="Causal window in frames, 1 + k*t (0: whole video)."),
                      tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: whole frame)."),
@@ -331,7 +331,7 @@ def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
 @tok_app.command("decode")
 def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm tokenizer encode."),
                      dst: Path = typer.Argument(..., help="Output .mp4 or .gif."),
-                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run or checkpoint."),
+                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
                      chunk: int = typer.Option(0, "--chunk", help="Latent frames per causal window (0: all)."),
                      tile: int = typer.Option(0, "--tile", help="Spatial tile in latent pixels (0: whole)."),
                      overlap: int = typer.Option(4, "--overlap", help="Tile overlap in latent pixels.")) -> None:
@@ -355,7 +355,7 @@ def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm 
 @tok_app.command("roundtrip")
 def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
                         dst: Path = typer.Argument(..., help="Reconstruction .mp4 (input | reconstruction side by side with --side-by-side)."),
-                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run or checkpoint."),
+                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
                         frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
                         chunk: int = typer.Option(0, "--chunk", help="Causal window in frames (0: whole)."),
                         side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input and reconstruction side by side.")) -> None:
@@ -379,10 +379,41 @@ def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
               f"({model.cfg.kind}, {kept} frames)", highlight=False)
 
 
+@tok_app.command("export")
+def tokenizer_export(run: Path = typer.Argument(..., help="Tokenizer run or checkpoint directory."),
+                     dst: Path = typer.Option(..., "--out", "-o", help="Directory to write."),
+                     stats: Optional[str] = typer.Option(None, "--stats-shards", help="Shards to measure the latent mean/std on (continuous)."),
+                     stats_clips: int = typer.Option(64, "--stats-clips", min=1, help="Clips for the latent statistics."),
+                     card: Optional[Path] = typer.Option(None, "--card", help="JSON merged into card.json (recipe, metrics)."),
+                     overwrite: bool = typer.Option(False, "--overwrite")) -> None:
+    """Export a run's EMA weights as a small self-contained tokenizer (config, weights, card, index)."""
+    from openwfm.data import DataConfig, make_loader
+    from openwfm.tokenizer.pretrained import export
+    from openwfm.train.checkpoint import resolve
+
+    ckpt = resolve(run)
+    model = _load_tok(ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    step = json.loads((ckpt / "index.json").read_text()).get("step", 0)
+    clips = []
+    if stats:
+        data = DataConfig(shards=stats, resolution=config["data"]["resolution"], num_frames=config["data"]["num_frames"],
+                          batch_size=1, images=False, multiple=config["data"]["multiple"])
+        loader, _ = make_loader(data)
+        clips = [b["video"] for b, _ in zip(loader, range(stats_clips))]
+    info = {"steps": step, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt)}
+    if card:
+        info.update(json.loads(card.read_text()))
+    path = export(model, config, dst, info, clips, overwrite=overwrite)
+    out.print(f"wrote {path} ({model.cfg.kind}, step {step}, "
+              f"{(path / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
+
+
 @tok_app.command("eval")
 def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (or directories of .mp4)."),
-                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run or checkpoint."),
-                   frames: int = typer.Option(17, "--frames", help="Frames per clip (from the start)."),
+                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                   frames: int = typer.Option(17, "--frames", help="Frames per clip."),
+                   clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video (from the start)."),
                    size: int = typer.Option(128, "--size", help="Short side of the clips (0: native)."),
                    i3d: Optional[Path] = typer.Option(None, "--i3d", help="Local TorchScript I3D for true FVD."),
                    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON.")) -> None:
@@ -393,13 +424,13 @@ def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (o
     if not files:
         raise ConfigError("no videos given (directories are searched for *.mp4)")
     model = _load_tok(checkpoint)
-    res = evaluate(model, files, frames, size, str(i3d) if i3d else None)
-    table = Table("video", "frames", "size", "PSNR dB", "SSIM", "perceptual", title=f"tokenizer {res['tokenizer']}")
+    res = evaluate(model, files, frames, size, str(i3d) if i3d else None, clips=clips)
+    table = Table("video", "start", "frames", "size", "PSNR dB", "SSIM", "perceptual", title=f"tokenizer {res['tokenizer']}")
     for r in res["rows"]:
-        table.add_row(Path(r["video"]).name, str(r["frames"]), r["size"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
+        table.add_row(Path(r["video"]).name, str(r["start"]), str(r["frames"]), r["size"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
                       f"{r['perceptual']:.4f}")
     s = res["summary"]
-    table.add_row("mean", "", "", f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['perceptual']:.4f}")
+    table.add_row(f"mean of {s['clips']}", "", "", "", f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['perceptual']:.4f}")
     out.print(table)
     for key in ("fd_effnet", "fvd"):
         if key in s:

@@ -21,11 +21,13 @@ from openwfm.tokenizer.model import Tokenizer, TokenizerError, pad_frames
 
 
 def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str = "cpu") -> Tokenizer:
-    """A tokenizer from a training run or checkpoint directory (EMA weights by default), in eval mode."""
+    """A tokenizer from a training run or checkpoint directory (EMA weights by default), or a shipped one
+    by name (``openwfm.tokenizer.pretrained.shipped()``), in eval mode."""
+    from openwfm.tokenizer.pretrained import find
     from openwfm.tokenizer.train import run_config_from_checkpoint
     from openwfm.train.checkpoint import load_weights
 
-    config, weights = load_weights(checkpoint, ema=ema)
+    config, weights = load_weights(find(checkpoint), ema=ema)
     cfg = run_config_from_checkpoint(config)
     model = Tokenizer(cfg.model)
     missing, unexpected = model.load_state_dict(weights, strict=False)

@@ -1,0 +1,1 @@
+"""The diffusion world model: EDM (edm.py), samplers and guidance (samplers.py)."""

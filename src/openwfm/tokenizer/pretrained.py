@@ -1,0 +1,84 @@
+"""Tokenizers trained here and shipped inside the package, and exporting a run into that form.
+
+An exported tokenizer is a small checkpoint directory: ``config.json`` (the run config, with the latent
+statistics filled in), ``model.safetensors`` (the EMA weights), ``card.json`` (how it was made: the
+command, the data, the steps, measured quality) and ``index.json`` (sizes and sha256, checked on load).
+Shipped ones live in ``openwfm/assets/tokenizers/<name>`` and load by name::
+
+    load_tokenizer("cv4x8x8-s")     # or: wfm tokenizer roundtrip --checkpoint cv4x8x8-s in.mp4 out.mp4
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from openwfm.tokenizer.model import Tokenizer, TokenizerError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tokenizers"
+
+
+def shipped() -> list[str]:
+    """Names of the tokenizers that ship with the package."""
+    return sorted(p.name for p in ASSETS.iterdir() if (p / "index.json").is_file()) if ASSETS.is_dir() else []
+
+
+def find(checkpoint: str | os.PathLike) -> Path:
+    """A path as given when it exists, else the shipped tokenizer of that name."""
+    path = Path(checkpoint)
+    if path.exists():
+        return path
+    if (ASSETS / str(checkpoint) / "index.json").is_file():
+        return ASSETS / str(checkpoint)
+    raise TokenizerError(f"{checkpoint}: no such checkpoint or run directory, and not a shipped tokenizer "
+                         f"(shipped: {', '.join(shipped()) or 'none'})")
+
+
+@torch.no_grad()
+def latent_stats(model: Tokenizer, clips: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of a continuous tokenizer's latents over ``clips`` (each (B, 3, T, H, W)),
+    for normalizing latents before a diffusion model sees them (config ``latents_mean`` / ``latents_std``)."""
+    if model.cfg.discrete:
+        raise TokenizerError("latent statistics are for continuous tokenizers; FSQ codes are already bounded")
+    zs = [model.encode_latent(x).movedim(1, -1).reshape(-1, model.cfg.latent_channels) for x in clips]
+    z = torch.cat(zs).double()
+    return z.mean(0).tolist(), z.std(0).clamp_min(1e-6).tolist()
+
+
+def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dict,
+           clips: list[torch.Tensor] | None = None, overwrite: bool = False) -> Path:
+    """Write ``model`` (its current weights) as an exported tokenizer: config.json (``config`` with the
+    model's config and, given ``clips``, the latent statistics), model.safetensors, card.json, index.json.
+    Written beside ``out_dir`` and renamed into place, so a failed export leaves nothing half done."""
+    from openwfm.train.checkpoint import write_index
+
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise TokenizerError(f"{out}: already exists (pass overwrite to replace it)")
+    cfg = model.cfg
+    if clips and not cfg.discrete:
+        cfg.latents_mean, cfg.latents_std = latent_stats(model, clips)
+    config = {**config, "task": "tokenizer", "model": dict(cfg.__dict__)}
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"kind": cfg.kind})
+    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    (tmp / "card.json").write_text(json.dumps({"kind": cfg.kind, **card}, indent=1, default=str))
+    write_index(tmp, int(card.get("steps", 0)))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def read_card(checkpoint: str | os.PathLike) -> dict:
+    """The card.json of an exported tokenizer ({} for a plain training checkpoint)."""
+    p = find(checkpoint) / "card.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
