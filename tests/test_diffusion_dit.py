@@ -1,0 +1,102 @@
+"""The DiT: equivalence with diffusers' CosmosTransformer3DModel, the paper's parameter counts, 3D RoPE's
+relative-position property, masks."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from openwfm.config import get_preset
+from openwfm.diffusion.convert import config_from_diffusers, diffusers_config, from_diffusers, to_diffusers
+from openwfm.diffusion.dit import DiT, DiTConfig
+from openwfm.diffusion.rope import apply_rope, head_split, rope_angles
+
+
+def _small(**kw) -> DiTConfig:
+    return DiTConfig(in_channels=4, out_channels=4, model_channels=48, num_blocks=2, num_heads=4,
+                     crossattn_emb_channels=24, adaln_lora_dim=8, max_size=(8, 16, 16), **kw)
+
+
+@pytest.fixture
+def diffusers_cosmos(monkeypatch):
+    tc = pytest.importorskip("diffusers.models.transformers.transformer_cosmos")
+    # diffusers resizes the padding mask with torchvision, which has no CPU wheel here: the same nearest resize
+    shim = types.SimpleNamespace(
+        functional=types.SimpleNamespace(resize=lambda t, size, interpolation=None: F.interpolate(t, size=size, mode="nearest")),
+        InterpolationMode=types.SimpleNamespace(NEAREST=None))
+    monkeypatch.setattr(tc, "transforms", shim, raising=False)
+    return tc.CosmosTransformer3DModel
+
+
+@pytest.mark.parametrize("condition_mask", [False, True])
+def test_equals_diffusers_both_ways(diffusers_cosmos, condition_mask):
+    torch.manual_seed(0)
+    ref = diffusers_cosmos(**diffusers_config(_small(condition_mask=condition_mask))).eval()
+    for p in ref.parameters():  # diffusers zero-inits some layers: randomize all so every path counts
+        p.data.normal_(0, 0.2)
+    cfg = config_from_diffusers({**ref.config, "condition_mask": condition_mask})
+    ours = DiT(cfg).eval()
+    ours.load_state_dict(from_diffusers(ref.state_dict()), strict=True)
+    x, c_noise, text = torch.randn(2, 4, 3, 8, 12), torch.tensor([0.3, -1.2]), torch.randn(2, 5, 24)
+    pm = torch.zeros(1, 1, 8, 12)
+    pm[..., -3:] = 1
+    cm = torch.zeros(2, 1, 3, 8, 12)
+    cm[:, :, :1] = 1
+    extra = {"condition_mask": cm} if condition_mask else {}
+    with torch.no_grad():
+        for fps in (None, 12):
+            want = ref(x, c_noise, text, fps=fps, padding_mask=pm, return_dict=False, **extra)[0]
+            got = ours(x, c_noise, text, fps=fps, padding_mask=pm, **extra)
+            assert (want - got).abs().max() <= 1e-4
+    back = diffusers_cosmos(**diffusers_config(cfg))
+    back.load_state_dict(to_diffusers(ours.state_dict()), strict=True)
+
+
+@pytest.mark.parametrize("preset,count", [("cosmos-1.0-7b", 7_236_192_256), ("cosmos-1.0-14b", 14_267_149_312)])
+def test_paper_sizes_on_the_meta_device(preset, count):
+    with torch.device("meta"):
+        model = DiT(get_preset(DiTConfig, preset))
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+def test_rope_scores_depend_only_on_relative_offsets():
+    d = 24
+    assert head_split(128) == (44, 42, 42) and head_split(d) == (8, 8, 8)
+    t, h, w = 4, 5, 6
+    cos, sin = rope_angles(t, h, w, d, fps=12.0, scale=(2.0, 1.0, 1.0))
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 1, d, generator=g), torch.randn(1, 1, 1, d, generator=g)
+    n = t * h * w
+    qr = apply_rope(q.expand(1, 1, n, d), cos, sin)[0, 0]
+    kr = apply_rope(k.expand(1, 1, n, d), cos, sin)[0, 0]
+
+    def idx(a, b, c):
+        return (a * h + b) * w + c
+
+    for (p0, p1), shift in [(((0, 0, 0), (2, 3, 1)), (1, 1, 4)), (((1, 4, 5), (0, 0, 2)), (2, 0, -1))]:
+        s1 = qr[idx(*p0)] @ kr[idx(*p1)]
+        s2 = qr[idx(*(a + s for a, s in zip(p0, shift)))] @ kr[idx(*(a + s for a, s in zip(p1, shift)))]
+        assert s1.item() == pytest.approx(s2.item(), abs=1e-4)
+    # rotations keep norms
+    torch.testing.assert_close(qr.norm(dim=-1), q.norm().expand(n), rtol=1e-5, atol=1e-5)
+    # fps only rescales time: 24 fps at base 24 equals plain frame indices
+    torch.testing.assert_close(rope_angles(t, h, w, d, fps=24.0)[0], rope_angles(t, h, w, d)[0])
+
+
+def test_masked_text_tokens_do_not_matter_and_bad_shapes_are_refused():
+    torch.manual_seed(0)
+    model = DiT(_small()).eval()
+    x, c, text = torch.randn(1, 4, 2, 4, 4), torch.tensor([0.1]), torch.randn(1, 6, 24)
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    other = text.clone()
+    other[:, 3:] = torch.randn(1, 3, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, c, text, text_mask=mask), model(x, c, other, text_mask=mask))
+        assert not torch.allclose(model(x, c, text), model(x, c, other))
+    with pytest.raises(ValueError, match="multiple of the patch"):
+        model(torch.randn(1, 4, 2, 5, 4), c, text)
+    with pytest.raises(ValueError, match="max_size"):
+        model(torch.randn(1, 4, 2, 40, 4), c, text)
