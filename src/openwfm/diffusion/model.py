@@ -1,0 +1,91 @@
+"""The diffusion world model: EDM denoiser around the DiT, with Video2World conditioning (Cosmos paper
+sec. 5.1 and 5.2).
+
+Latents enter normalized: ``(z - latents_mean) / latents_std * sigma_data``, so the data have EDM's
+assumed scale. Text2World denoises every latent frame. Video2World keeps the first ``k`` latent frames
+(the tokenized input frames: 1 frame -> 1 latent frame, 9 frames -> 1 + 8/t) as a condition: the network
+sees them, slightly noised by sigma_aug, in place of the noisy frames, plus a mask channel marking them;
+its output there is replaced by the condition itself, so samplers never change those frames, and the loss
+counts only the generated frames. The unconditional (guidance) branch zeroes the condition frames too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from openwfm.diffusion.dit import DiT, DiTConfig
+from openwfm.diffusion.edm import EDMConfig, Uncertainty, edm_loss, scalings
+
+
+@dataclass
+class Video2WorldConfig:
+    enabled: bool = False
+    num_input_frames: int = 1  # 1 or 9 pixel frames -> condition latent frames
+    aug_P_mean: float = -3.0  # training: ln sigma_aug ~ N(-3, 2^2)
+    aug_P_std: float = 2.0
+    sigma_aug: float = 0.001  # inference
+
+
+def condition_latent_frames(num_input_frames: int, temporal_compression: int) -> int:
+    """Latent frames a causal tokenizer makes of the input frames: 1 + (n - 1) / t."""
+    if num_input_frames < 1 or (num_input_frames - 1) % temporal_compression:
+        raise ValueError(f"{num_input_frames} input frames: a causal tokenizer with temporal compression "
+                         f"{temporal_compression} takes 1 + k*{temporal_compression} frames (e.g. 1 or "
+                         f"{1 + temporal_compression})")
+    return 1 + (num_input_frames - 1) // temporal_compression
+
+
+class WorldModel(nn.Module):
+    """DiT + EDM preconditioning + learned loss uncertainty."""
+
+    def __init__(self, dit_cfg: DiTConfig, edm: EDMConfig, v2w: Video2WorldConfig | None = None):
+        super().__init__()
+        self.v2w = v2w or Video2WorldConfig()
+        if self.v2w.enabled and not dit_cfg.condition_mask:
+            dit_cfg.condition_mask = True
+        self.edm, self.net = edm, DiT(dit_cfg)
+        self.uncertainty = Uncertainty() if edm.uncertainty else None
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, cond: torch.Tensor | None = None,
+                num_cond: int = 0, sigma_aug: torch.Tensor | float | None = None, aug_noise: torch.Tensor | None = None,
+                **kw) -> torch.Tensor:
+        """D(x; sigma) for noisy latents x (B, C, T, H, W) and sigma (B,). Video2World: ``cond`` holds the
+        clean latents whose first ``num_cond`` frames condition (0 = none, e.g. the unconditional branch)."""
+        b, _, t = x.shape[:3]
+        sd = self.edm.sigma_data
+        c_skip, c_out, c_in, c_noise = (v.view(-1, 1, 1, 1, 1).to(x.dtype) for v in scalings(sigma.float(), sd))
+        x_in = x * c_in
+        extra = {}
+        if self.net.cfg.condition_mask:
+            mask = torch.zeros(b, 1, t, *x.shape[3:], dtype=x.dtype, device=x.device)
+            if num_cond:
+                if cond is None:
+                    raise ValueError("num_cond > 0 needs the condition latents")
+                mask[:, :, :num_cond] = 1
+                s_aug = torch.as_tensor(sigma_aug if sigma_aug is not None else self.v2w.sigma_aug,
+                                        dtype=x.dtype, device=x.device).expand(b).reshape(-1, 1, 1, 1, 1)
+                noise = aug_noise if aug_noise is not None else torch.randn_like(cond)
+                # the condition enters scaled as its own noise level asks (c_in(sigma_aug)), not as x's
+                aug = (cond + s_aug * noise) / (s_aug ** 2 + sd ** 2).sqrt()
+                x_in = torch.where(mask.bool(), aug, x_in)
+            extra["condition_mask"] = mask
+        f = self.net(x_in, c_noise.flatten(), text, **extra, **kw)
+        out = x * c_skip + f.to(x.dtype) * c_out
+        if num_cond:
+            out = torch.cat([cond[:, :, :num_cond], out[:, :, num_cond:]], dim=2)
+        return out
+
+    def forward(self, x0: torch.Tensor, text: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+                num_cond: int = 0, sigma_aug: torch.Tensor | None = None, **kw) -> torch.Tensor:
+        """Training: per-sample EDM loss (with the learned uncertainty when enabled) on the generated frames."""
+        x = x0 + noise * sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
+        d = self.denoise(x, sigma, text, cond=x0 if num_cond else None, num_cond=num_cond, sigma_aug=sigma_aug, **kw)
+        mask = None
+        if num_cond:
+            mask = torch.ones_like(x0[:, :1])
+            mask[:, :, :num_cond] = 0
+        u = self.uncertainty(scalings(sigma.float(), self.edm.sigma_data)[3]) if self.uncertainty is not None else None
+        return edm_loss(d, x0, sigma, self.edm.sigma_data, u=u, mask=mask)

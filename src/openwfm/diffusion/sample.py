@@ -1,0 +1,61 @@
+"""Sampling latents from a trained world model: the guided denoiser handed to a sampler (samplers.py).
+
+Both guidance branches run as one batch. Video2World keeps its condition frames: the network sees them
+(noised by sigma_aug, with one fixed noise draw per run) in the conditional branch, the unconditional
+branch sees neither text nor condition frames, and the guided output is reset to the condition there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from openwfm.diffusion.model import WorldModel
+from openwfm.diffusion.samplers import get_sampler, guided, karras_sigmas
+
+
+@torch.no_grad()
+def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...], *,
+                   uncond: torch.Tensor | None = None, guidance: float = 0.0, guidance_form: str = "cosmos",
+                   sampler: str = "2ab", steps: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                   rho: float = 7.0, churn: float = 0.0, cond: torch.Tensor | None = None, num_cond: int = 0,
+                   sigma_aug: float | None = None, fps: float | None = None, t_offset: int = 0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D).
+
+    ``guidance`` > 0 (Cosmos form) or != 1 (standard form) needs ``uncond`` (the embedding of the
+    negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents."""
+    device = text.device
+    run = get_sampler(sampler)
+    x = torch.randn(shape, generator=generator).to(device) * sigma_max
+    use_cfg = uncond is not None and (guidance != 0.0 if guidance_form == "cosmos" else guidance != 1.0)
+    if (guidance != 0.0 if guidance_form == "cosmos" else guidance != 1.0) and uncond is None:
+        raise ValueError("guidance needs the unconditional embedding (uncond): zeros or a negative prompt's")
+    aug_noise = None
+    if num_cond:
+        if cond is None or cond.shape[2] < num_cond:
+            raise ValueError(f"num_cond={num_cond} needs that many condition latent frames")
+        cond = cond[:, :, :num_cond]
+        pad = torch.zeros(*cond.shape[:2], shape[2] - num_cond, *cond.shape[3:], device=device, dtype=cond.dtype)
+        cond = torch.cat([cond, pad], dim=2)
+        aug_noise = torch.randn(cond.shape, generator=generator).to(device)
+    b = shape[0]
+
+    def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
+        sig = torch.full((b,), s, device=device)
+        if not use_cfg:
+            return model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug,
+                                 aug_noise=aug_noise, fps=fps, t_offset=t_offset)
+        if num_cond:  # the branches differ in their condition: two calls
+            c = model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug, aug_noise=aug_noise,
+                              fps=fps, t_offset=t_offset)
+            u = model.denoise(x, sig, uncond, fps=fps, t_offset=t_offset)
+        else:  # one batch of both branches
+            both = model.denoise(torch.cat([x, x]), torch.cat([sig, sig]), torch.cat([text, uncond]), fps=fps,
+                                 t_offset=t_offset)
+            c, u = both.chunk(2)
+        out = guided(c, u, guidance, guidance_form)
+        if num_cond:
+            out[:, :, :num_cond] = cond[:, :, :num_cond]
+        return out
+
+    return run(denoise, x, karras_sigmas(steps, sigma_min, sigma_max, rho), churn=churn, generator=generator)

@@ -1,0 +1,169 @@
+"""Training the diffusion world model through the shared trainer: the ``diffusion`` task.
+
+Clips from shards are tokenized on the fly by a frozen tokenizer (a shipped one by name, or a run),
+normalized to EDM's data scale, and denoised at log-normal noise levels (times sqrt(T') for video);
+captions go through a frozen, cached text encoder and are dropped (zeroed) with probability
+``text.dropout`` for classifier-free guidance. Images in the shards train as one-latent-frame videos
+(joint image/video batches). With ``v2w.enabled`` the first latent frames condition (Video2World).
+
+    wfm train diffusion --preset tiny --out runs/dit data.shards=shards tokenizer=cv4x8x8-s
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from openwfm.config import ConfigError, get_preset, register_preset
+from openwfm.data import DataConfig, StageConfig
+from openwfm.diffusion.dit import DiTConfig
+from openwfm.diffusion.edm import EDMConfig, sample_sigma
+from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
+from openwfm.train.config import TrainConfig
+from openwfm.train.distributed import DistEnv
+from openwfm.train.task import Task, register_task
+
+
+@dataclass
+class TextConfig:
+    encoder: str = "minilm"  # minilm | t5
+    path: str = ""  # local model directory ("" = MiniLM from its wheel)
+    max_length: int = 64
+    dropout: float = 0.2  # prompts zeroed in training, for classifier-free guidance
+
+
+@dataclass
+class DiffusionRunConfig:
+    model: DiTConfig = field(default_factory=lambda: get_preset(DiTConfig, "tiny"))
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    v2w: Video2WorldConfig = field(default_factory=Video2WorldConfig)
+    tokenizer: str = "cv4x8x8-s"  # shipped tokenizer name, or a tokenizer run / checkpoint directory
+    text: TextConfig = field(default_factory=TextConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
+    stages: list[StageConfig] = field(default_factory=list)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, log_every=10))
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.edm.validate()
+        self.data.validate()
+        self.train.validate()
+        if self.text.encoder not in ("minilm", "t5"):
+            raise ConfigError(f"text.encoder must be 'minilm' or 't5', got '{self.text.encoder}'")
+        if self.text.encoder == "t5" and not self.text.path:
+            raise ConfigError("text.encoder=t5 needs text.path: a local T5 directory (nothing is downloaded)")
+        if not 0 <= self.text.dropout < 1:
+            raise ConfigError(f"text.dropout must be in [0, 1), got {self.text.dropout}")
+        if self.v2w.enabled and self.v2w.num_input_frames >= self.data.num_frames:
+            raise ConfigError(f"v2w.num_input_frames={self.v2w.num_input_frames} leaves nothing to predict in "
+                              f"clips of data.num_frames={self.data.num_frames}")
+
+
+def _tiny(**kw) -> DiffusionRunConfig:
+    cfg = DiffusionRunConfig(**kw)
+    cfg.train.optim.lr, cfg.train.optim.warmup_steps, cfg.train.optim.weight_decay = 3e-4, 100, 0.0
+    cfg.train.ema.kind, cfg.train.checkpoint.every = "power", 500
+    return cfg
+
+
+register_preset(DiffusionRunConfig, "tiny")(lambda: _tiny())
+register_preset(DiffusionRunConfig, "tiny-v2w")(lambda: _tiny(v2w=Video2WorldConfig(enabled=True)))
+for _name in ("cosmos-1.0-7b", "cosmos-1.0-14b"):
+    def _paper(n=_name) -> DiffusionRunConfig:
+        cfg = DiffusionRunConfig(model=get_preset(DiTConfig, n), tokenizer="", text=TextConfig("t5", "", 512))
+        cfg.train.optim.lr, cfg.train.optim.weight_decay, cfg.train.precision = 2.0 ** -15, 0.1, "bf16"
+        return cfg
+    register_preset(DiffusionRunConfig, _name)(_paper)
+
+
+def make_text_encoder(cfg: TextConfig, device: str = "cpu"):
+    from openwfm.text import CachedEncoder, MiniLMEncoder, T5Encoder
+
+    enc = MiniLMEncoder(cfg.path or None, cfg.max_length, device) if cfg.encoder == "minilm" else \
+        T5Encoder(cfg.path, cfg.max_length, device)
+    return CachedEncoder(enc)
+
+
+class LatentCodec:
+    """A frozen continuous tokenizer plus its latent normalization: pixels <-> EDM-scale latents."""
+
+    def __init__(self, tokenizer: str, sigma_data: float, device: str = "cpu"):
+        from openwfm.tokenizer.api import load_tokenizer
+
+        if not tokenizer:
+            raise ConfigError("tokenizer is empty: name a shipped tokenizer (e.g. cv4x8x8-s) or a tokenizer run")
+        self.model = load_tokenizer(tokenizer, device=device).requires_grad_(False)
+        cfg = self.model.cfg
+        if cfg.discrete:
+            raise ConfigError(f"{tokenizer}: the diffusion model needs a continuous tokenizer, got {cfg.kind}")
+        c = cfg.latent_channels
+        self.mean = torch.tensor(cfg.latents_mean or [0.0] * c, device=device)[:c].view(1, -1, 1, 1, 1)
+        self.std = torch.tensor(cfg.latents_std or [1.0] * c, device=device)[:c].view(1, -1, 1, 1, 1)
+        self.sigma_data = sigma_data
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        return (self.model.encode_latent(video.to(self.mean.device)) - self.mean) / self.std * self.sigma_data
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z / self.sigma_data * self.std + self.mean)
+
+
+@register_task
+class DiffusionTask(Task):
+    name = "diffusion"
+    config_cls = DiffusionRunConfig
+
+    def __init__(self, cfg: DiffusionRunConfig):
+        super().__init__(cfg)
+        self._codec = self._text = None
+        self._gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+
+    def build_model(self) -> torch.nn.Module:
+        cfg = self.cfg
+        if cfg.text.encoder == "minilm" and cfg.model.crossattn_emb_channels != 384:
+            raise ConfigError(f"model.crossattn_emb_channels={cfg.model.crossattn_emb_channels} but MiniLM "
+                              "gives 384-wide text states")
+        return WorldModel(dataclasses.replace(cfg.model), cfg.edm, cfg.v2w)
+
+    def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        return list(model.net.blocks)
+
+    def codec(self, device) -> LatentCodec:
+        if self._codec is None:
+            self._codec = LatentCodec(self.cfg.tokenizer, self.cfg.edm.sigma_data, str(device))
+        return self._codec
+
+    def text(self):
+        if self._text is None:
+            self._text = make_text_encoder(self.cfg.text)
+        return self._text
+
+    def loss(self, model, batch: dict, env: DistEnv):
+        cfg = self.cfg
+        video = batch["video"]
+        x0 = self.codec(video.device).encode(video)
+        b, _, t_lat = x0.shape[:3]
+        emb, _ = self.text().encode(list(batch["caption"]))
+        keep = (torch.rand(b, generator=self._gen) >= cfg.text.dropout).to(x0.device)
+        emb = emb.to(x0.device) * keep[:, None, None]
+        sigma = sample_sigma(b, cfg.edm, t_lat, generator=self._gen).to(x0.device)
+        noise = torch.randn(x0.shape, generator=self._gen).to(x0.device)
+        num_cond, sigma_aug = 0, None
+        if cfg.v2w.enabled and t_lat > 1:
+            num_cond = condition_latent_frames(cfg.v2w.num_input_frames, self.codec(video.device).model.cfg.temporal_compression)
+            sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
+        fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
+        losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None)
+        return losses.mean(), {"sigma_mean": float(sigma.mean())}
+
+    def tokens(self, batch: dict) -> int:
+        b, _, t, h, w = batch["video"].shape
+        c = self._codec.model.cfg if self._codec else None
+        if c is None:
+            return 0
+        p = self.cfg.model.patch_spatial
+        return b * (1 + (t - 1) // c.temporal_compression) * (h // c.spatial_compression // p) * (w // c.spatial_compression // p)
