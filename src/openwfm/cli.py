@@ -440,6 +440,76 @@ def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (o
         out.print(f"wrote {json_out}")
 
 
+gen_app = typer.Typer(help="Generate video with a trained diffusion world model.", no_args_is_help=True)
+app.add_typer(gen_app, name="generate")
+
+
+def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0):
+    from openwfm.diffusion.pipeline import GenerateConfig
+
+    h, w = _parse_size(size) if size else (0, 0)
+    return GenerateConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, sampler=sampler,
+                          negative_prompt=negative, num_frames=frames, height=h, width=w,
+                          num_input_frames=num_input_frames)
+
+
+_CKPT = typer.Option(..., "--checkpoint", "-c", help="Diffusion run or checkpoint directory.")
+_STEPS = typer.Option(35, "--steps", min=1, help="Sampler steps.")
+_GUIDANCE = typer.Option(7.0, "--guidance", help="Classifier-free guidance g (Cosmos form: cond + g(cond - uncond)).")
+_SEED = typer.Option(0, "--seed")
+_FPS = typer.Option(12.0, "--fps", help="Frame rate of the output (and the model's temporal positions).")
+_SAMPLER = typer.Option("2ab", "--sampler", help="2ab | euler | heun")
+_NEG = typer.Option("", "--negative-prompt", help="What to steer away from (the unconditional branch).")
+_OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU except while they run.")
+_DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
+
+
+@gen_app.command("text2world")
+def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: Path = typer.Option(..., "--out", "-o"),
+                        checkpoint: Path = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE, seed: int = _SEED,
+                        fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
+                        frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
+                        size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),
+                        offload: bool = _OFFLOAD, device: str = _DEVICE) -> None:
+    """Text2World: a video from a prompt."""
+    from openwfm.diffusion.pipeline import WorldPipeline
+    from openwfm.video import write_video
+
+    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload)
+    t0 = time.perf_counter()
+    video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size))
+    write_video(dst, video, fps)
+    out.print(f"wrote {dst}: {len(video)} frames {video.shape[2]}x{video.shape[1]} in {time.perf_counter() - t0:.1f} s")
+
+
+@gen_app.command("video2world")
+def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="Input video (its last frames condition)."),
+                         dst: Path = typer.Option(..., "--out", "-o"), prompt: str = typer.Option("", "--prompt", "-p"),
+                         num_input_frames: int = typer.Option(0, "--num-input-frames", help="1 or 9 (0: as trained)."),
+                         total: int = typer.Option(0, "--total-frames", help="Chain clips up to this many frames."),
+                         checkpoint: Path = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE, seed: int = _SEED,
+                         fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
+                         size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
+                         offload: bool = _OFFLOAD, device: str = _DEVICE) -> None:
+    """Video2World: continue a video (optionally steered by a prompt)."""
+    from openwfm.diffusion.pipeline import WorldPipeline
+    from openwfm.video import read_video, write_video
+    from openwfm.video.transforms import center_crop, resize
+
+    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload)
+    g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames)
+    n_in = g.num_input_frames or pipe.cfg.v2w.num_input_frames
+    frames = read_video(src).frames
+    h, w = (g.height or pipe.cfg.data.resolution), (g.width or pipe.cfg.data.resolution)
+    scale = max(h / frames.shape[1], w / frames.shape[2])  # cover (h, w), then crop the middle
+    frames = resize(frames, (max(h, round(frames.shape[1] * scale)), max(w, round(frames.shape[2] * scale))))
+    frames = center_crop(frames, (h, w))
+    t0 = time.perf_counter()
+    video = pipe.video2world(frames[-n_in:], prompt, g, total_frames=total)
+    write_video(dst, video, fps)
+    out.print(f"wrote {dst}: {n_in} input + {len(video) - n_in} generated frames in {time.perf_counter() - t0:.1f} s")
+
+
 def main() -> None:
     try:
         app()

@@ -113,6 +113,22 @@ def make_config(cls: type[T], preset: str | None = None, yaml_files: Iterable[st
     return obj  # type: ignore[return-value]
 
 
+def from_dict(cls: type[T], data: dict, source: str = "config", ignore: Iterable[str] = ()) -> T:
+    """A config from plain data, e.g. a checkpoint's config.json (keys in ``ignore`` are skipped; any other
+    unknown key is an error naming ``source``)."""
+    data = {k: v for k, v in data.items() if k not in set(ignore)}
+    layer = OmegaConf.create(data)
+    check_keys(cls, layer, source)
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls()), layer))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{source}: {_first_line(e)}") from e
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj  # type: ignore[return-value]
+
+
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0]
 

@@ -78,8 +78,9 @@ class Uncertainty(nn.Module):
     def __init__(self, features: int = 128, seed: int = 0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.register_buffer("freqs", 2 * math.pi * torch.randn(features, generator=g))
-        self.register_buffer("phases", 2 * math.pi * torch.rand(features, generator=g))
+        # fixed by the seed, so not saved (EMA files hold parameters only)
+        self.register_buffer("freqs", 2 * math.pi * torch.randn(features, generator=g), persistent=False)
+        self.register_buffer("phases", 2 * math.pi * torch.rand(features, generator=g), persistent=False)
         self.linear = nn.Linear(features, 1)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)

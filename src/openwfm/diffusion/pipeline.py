@@ -1,0 +1,181 @@
+"""Text2World and Video2World inference (Cosmos paper sec. 5 and Fig. 2):
+
+    prompt -> guardrail (pre) -> prompt upsampler -> text encoder -> sampler on latents -> tokenizer
+    decode -> guardrail (post) -> frames
+
+Guardrails and the prompt upsampler are hooks: ``pre_guard(prompt)`` and ``post_guard(frames)`` raise to
+refuse, ``upsample(prompt) -> prompt`` rewrites (implementations come with the guardrail issue).
+``offload=True`` keeps every component on the CPU except while it runs on ``device`` (text encoder, then
+DiT, then tokenizer), so peak accelerator memory is the largest component, not their sum.
+Longer videos than the model's clip length: each further chunk is conditioned on the last
+``num_input_frames`` generated frames (decoded, re-encoded), as Cosmos extends its videos.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from openwfm.config import from_dict
+from openwfm.diffusion.model import WorldModel, condition_latent_frames
+from openwfm.diffusion.sample import sample_latents
+from openwfm.diffusion.train import DiffusionRunConfig, LatentCodec, make_text_encoder
+
+
+@dataclass
+class GenerateConfig:
+    steps: int = 35
+    guidance: float = 7.0  # Cosmos form: cond + g (cond - uncond)
+    guidance_form: str = "cosmos"
+    sampler: str = "2ab"
+    negative_prompt: str = ""
+    seed: int = 0
+    fps: float = 12.0
+    num_frames: int = 0  # 0: the model's training clip length
+    height: int = 0  # 0: the model's training resolution (square)
+    width: int = 0
+    num_input_frames: int = 0  # Video2World: 0 = the model's v2w.num_input_frames
+    sigma_max: float = 80.0
+    sigma_min: float = 0.002
+
+
+def load_world_model(run: str | os.PathLike, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
+    """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir."""
+    from openwfm.train.checkpoint import load_weights
+
+    config, weights = load_weights(run, ema=ema)
+    if config.get("task") != "diffusion":
+        raise ValueError(f"{run}: a '{config.get('task')}' run, not a diffusion world model")
+    cfg = from_dict(DiffusionRunConfig, config, f"{run}/config.json", ignore=("task",))
+    model = WorldModel(cfg.model, cfg.edm, cfg.v2w)
+    model.load_state_dict(weights)
+    return model.eval(), cfg
+
+
+class WorldPipeline:
+    def __init__(self, model: WorldModel, cfg: DiffusionRunConfig, device: str = "cpu", offload: bool = False,
+                 pre_guard: Callable[[str], None] | None = None, upsample: Callable[[str], str] | None = None,
+                 post_guard: Callable[[np.ndarray], None] | None = None):
+        self.model, self.cfg, self.device, self.offload = model, cfg, device, offload
+        self.text = make_text_encoder(cfg.text, "cpu")
+        self.codec = LatentCodec(cfg.tokenizer, cfg.edm.sigma_data, "cpu")
+        self.pre_guard, self.upsample, self.post_guard = pre_guard, upsample, post_guard
+        if not offload:
+            self._move(self.model, device)
+            self._move_codec(device)
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike, **kw) -> "WorldPipeline":
+        model, cfg = load_world_model(run)
+        return cls(model, cfg, **kw)
+
+    # ------------------------------------------------------------------------------------ devices
+    def _move(self, module: torch.nn.Module, device: str) -> None:
+        module.to(device)
+
+    def _move_codec(self, device: str) -> None:
+        self.codec.model.to(device)
+        self.codec.mean, self.codec.std = self.codec.mean.to(device), self.codec.std.to(device)
+
+    @contextmanager
+    def _on_device(self, which: str):
+        if self.offload:
+            self._move(self.model, self.device) if which == "dit" else self._move_codec(self.device)
+        try:
+            yield
+        finally:
+            if self.offload:
+                self._move(self.model, "cpu") if which == "dit" else self._move_codec("cpu")
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------------------------ pieces
+    def encode_prompt(self, prompt: str, negative: str) -> tuple[str, torch.Tensor, torch.Tensor]:
+        if self.pre_guard is not None:
+            self.pre_guard(prompt)
+        if self.upsample is not None:
+            prompt = self.upsample(prompt)
+        emb, _ = self.text.encode([prompt, negative])
+        uncond = emb[1:] if negative else torch.zeros_like(emb[1:])
+        return prompt, emb[:1].to(self.device), uncond.to(self.device)
+
+    def _shape(self, g: GenerateConfig, frames: int) -> tuple[int, int, int, int, int]:
+        tok = self.codec.model.cfg
+        h = g.height or self.cfg.data.resolution
+        w = g.width or self.cfg.data.resolution
+        m = tok.spatial_compression * self.cfg.model.patch_spatial
+        if h % m or w % m:
+            raise ValueError(f"height and width must be multiples of {m} (tokenizer x patch), got {h}x{w}")
+        t_lat = 1 + (frames - 1) // tok.temporal_compression
+        return 1, tok.latent_channels, t_lat, h // tok.spatial_compression, w // tok.spatial_compression
+
+    def _clip_frames(self, g: GenerateConfig) -> int:
+        t = self.codec.model.cfg.temporal_compression
+        n = g.num_frames or self.cfg.data.num_frames
+        return n if (n - 1) % t == 0 else 1 + t * ((n - 1) // t + 1)
+
+    # ------------------------------------------------------------------------------------ entry points
+    def text2world(self, prompt: str, g: GenerateConfig | None = None) -> np.ndarray:
+        """uint8 (T, H, W, 3) frames of a video for ``prompt``."""
+        g = g or GenerateConfig()
+        _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
+        shape = self._shape(g, self._clip_frames(g))
+        with self._on_device("dit"):
+            z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
+                               guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps, sigma_min=g.sigma_min,
+                               sigma_max=g.sigma_max, fps=g.fps, generator=torch.Generator().manual_seed(g.seed))
+        return self._decode(z)
+
+    def video2world(self, frames: np.ndarray, prompt: str = "", g: GenerateConfig | None = None,
+                    total_frames: int = 0) -> np.ndarray:
+        """Continue uint8 (T_in, H, W, 3) frames: returns the input followed by generated frames, one clip's
+        worth (clip length - num_input_frames) or, with ``total_frames``, clips chained until the video
+        has that many frames, each conditioned on the last ``num_input_frames`` frames so far."""
+        from openwfm.video.transforms import to_tensor
+
+        g = g or GenerateConfig()
+        if not self.model.net.cfg.condition_mask:
+            raise ValueError("this world model was trained without Video2World conditioning (v2w.enabled)")
+        n_in = g.num_input_frames or self.cfg.v2w.num_input_frames
+        num_cond = condition_latent_frames(n_in, self.codec.model.cfg.temporal_compression)
+        if len(frames) < n_in:
+            raise ValueError(f"Video2World needs {n_in} input frames, got {len(frames)}")
+        _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
+        clip = self._clip_frames(g)
+        h, w = frames.shape[1:3]
+        shape = self._shape(GenerateConfig(**{**g.__dict__, "height": h, "width": w}), clip)
+        total = total_frames or len(frames) + clip - n_in
+        generator = torch.Generator().manual_seed(g.seed)
+        video = frames
+        while len(video) < total:
+            with self._on_device("codec"):
+                cond = self.codec.encode(to_tensor(video[-n_in:])[None].to(self.device))
+            with self._on_device("dit"):
+                z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
+                                   guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps,
+                                   sigma_min=g.sigma_min, sigma_max=g.sigma_max, cond=cond, num_cond=num_cond,
+                                   fps=g.fps, generator=generator)
+            video = np.concatenate([video, self._decode(z)[n_in:]])
+        return video[:total]
+
+    def _decode(self, z: torch.Tensor) -> np.ndarray:
+        from openwfm.video.transforms import from_tensor
+
+        with self._on_device("codec"):
+            x = self.codec.decode(z.to(self.device)).clamp(-1, 1)
+        frames = from_tensor(x[0].cpu())
+        if self.post_guard is not None:
+            self.post_guard(frames)
+        return frames
+
+
+def describe(pipe: WorldPipeline) -> str:
+    tok = pipe.codec.model.cfg
+    return json.dumps({"tokenizer": tok.kind, "text": pipe.text.name, "dit_params":
+                       sum(p.numel() for p in pipe.model.net.parameters())})
