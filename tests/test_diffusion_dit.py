@@ -100,3 +100,29 @@ def test_masked_text_tokens_do_not_matter_and_bad_shapes_are_refused():
         model(torch.randn(1, 4, 2, 5, 4), c, text)
     with pytest.raises(ValueError, match="max_size"):
         model(torch.randn(1, 4, 2, 40, 4), c, text)
+
+
+def test_nvidia_model_pt_layout_round_trip(tmp_path):
+    """NVIDIA's Cosmos-1.0 key layout (from their release and diffusers' converter): a checkpoint written
+    in that layout loads back into an equal model; it is read with weights_only=True."""
+    from openwfm.diffusion.convert import from_nvidia, load_nvidia, to_nvidia
+    from openwfm.diffusion.edm import EDMConfig
+    from openwfm.diffusion.model import WorldModel
+
+    torch.manual_seed(0)
+    src = WorldModel(_small(), EDMConfig())
+    for p in src.parameters():
+        p.data.normal_(0, 0.1)
+    unc = {"linear.weight": src.uncertainty.linear.weight.data, "freqs": src.uncertainty.freqs,
+           "phases": src.uncertainty.phases}
+    nv = to_nvidia(src.net.state_dict(), unc)
+    assert "net.blocks.block1.blocks.0.block.attn.to_q.1.weight" in nv and "net.affline_norm.weight" in nv
+    torch.save({"model": {**nv, "net.pos_embedder.seq": torch.arange(4)}}, tmp_path / "model.pt")
+    dst = WorldModel(_small(), EDMConfig())
+    load_nvidia(tmp_path / "model.pt", dst)
+    x, c, text = torch.randn(1, 4, 2, 4, 4), torch.tensor([0.5]), torch.randn(1, 3, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(dst.net(x, c, text), src.net(x, c, text))
+    torch.testing.assert_close(dst.uncertainty.freqs, src.uncertainty.freqs)
+    with pytest.raises(KeyError, match="no counterpart"):
+        from_nvidia({**nv, "net.something_new.weight": torch.zeros(1)})

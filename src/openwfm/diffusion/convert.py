@@ -85,3 +85,100 @@ def diffusers_config(cfg: DiTConfig) -> dict:
                 max_size=tuple(cfg.max_size), patch_size=(cfg.patch_temporal, cfg.patch_spatial, cfg.patch_spatial),
                 rope_scale=tuple(cfg.rope_extrapolation), concat_padding_mask=cfg.concat_padding_mask,
                 extra_pos_embed_type="learnable" if cfg.pos_emb_learnable else None)
+
+
+# ------------------------------------------------------------------------------------------ NVIDIA
+# NVIDIA's Cosmos-1.0 diffusion checkpoints (model.pt): the network under "net.", blocks as
+# blocks.block{i}.blocks.{0: self-attn, 1: cross-attn, 2: MLP}, each with .block and .adaLN_modulation.{1,2}
+# (the LoRA down/up), q/k as Sequential(Linear, RMSNorm), the loss uncertainty as logvar.{0: Fourier
+# features (freqs, phases), 1: Linear}.
+_NV_TOP = {
+    "x_embedder.weight": "x_embedder.proj.1.weight",
+    "t_fc1.weight": "t_embedder.1.linear_1.weight",
+    "t_fc2.weight": "t_embedder.1.linear_2.weight",
+    "t_norm.weight": "affline_norm.weight",
+    "pos_t": "extra_pos_embedder.pos_emb_t",
+    "pos_h": "extra_pos_embedder.pos_emb_h",
+    "pos_w": "extra_pos_embedder.pos_emb_w",
+    "final_adaln.lora_down.weight": "final_layer.adaLN_modulation.1.weight",
+    "final_adaln.lora_up.weight": "final_layer.adaLN_modulation.2.weight",
+    "final_proj.weight": "final_layer.linear.weight",
+}
+_NV_BLOCK = {"fc1": "blocks.2.block.layer1", "fc2": "blocks.2.block.layer2"}
+for _i, _name in enumerate(("adaln_self", "adaln_cross", "adaln_mlp")):
+    _NV_BLOCK[f"{_name}.lora_down"] = f"blocks.{_i}.adaLN_modulation.1"
+    _NV_BLOCK[f"{_name}.lora_up"] = f"blocks.{_i}.adaLN_modulation.2"
+for _i, _name in enumerate(("self_attn", "cross_attn")):
+    _p = f"blocks.{_i}.block.attn"
+    _NV_BLOCK.update({f"{_name}.q": f"{_p}.to_q.0", f"{_name}.q_norm": f"{_p}.to_q.1", f"{_name}.k": f"{_p}.to_k.0",
+                      f"{_name}.k_norm": f"{_p}.to_k.1", f"{_name}.v": f"{_p}.to_v.0", f"{_name}.out": f"{_p}.to_out.0"})
+_NV_UNCERTAINTY = {"uncertainty.linear.weight": "logvar.1.weight", "uncertainty.freqs": "logvar.0.freqs",
+                   "uncertainty.phases": "logvar.0.phases"}
+_NV_SKIP = ("pos_embedder.", "accum_", "_extra_state")
+
+
+def _nv_name(ours: str) -> str | None:
+    if ours in _NV_TOP:
+        return _NV_TOP[ours]
+    m = re.match(r"blocks\.(\d+)\.(.+)\.(weight|bias)$", ours)
+    if m and m.group(2) in _NV_BLOCK:
+        return f"blocks.block{m.group(1)}.{_NV_BLOCK[m.group(2)]}.{m.group(3)}"
+    return None
+
+
+def to_nvidia(dit_state: dict[str, torch.Tensor], uncertainty: dict[str, torch.Tensor] | None = None) -> dict:
+    """Our DiT (+ uncertainty) tensors in NVIDIA's Cosmos-1.0 model.pt layout (keys under ``net.``)."""
+    out = {}
+    for k, v in dit_state.items():
+        name = _nv_name(k)
+        if name is None:
+            raise KeyError(f"no NVIDIA name for '{k}'")
+        out[f"net.{name}"] = v
+    for k, v in (uncertainty or {}).items():
+        out[f"net.{_NV_UNCERTAINTY['uncertainty.' + k]}"] = v
+    return out
+
+
+def from_nvidia(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """NVIDIA Cosmos-1.0 network tensors -> (our DiT state dict, our uncertainty tensors). Accepts the
+    checkpoint's dict or its ``model`` / ``state_dict`` / ``module`` entry; unknown keys are an error."""
+    for key in ("model", "module", "state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    back = {}
+    for k in state:
+        k2 = k.removeprefix("net.")
+        if k2.startswith(_NV_SKIP):
+            continue
+        back[k2] = k
+    dit, unc, used = {}, {}, set()
+    for ours_unc, nv in _NV_UNCERTAINTY.items():
+        if nv in back:
+            unc[ours_unc.removeprefix("uncertainty.")] = state[back[nv]]
+            used.add(nv)
+    n_blocks = len({int(m.group(1)) for k in back if (m := re.match(r"blocks\.block(\d+)\.", k))})
+    names = list(_NV_TOP) + [f"blocks.{i}.{b}.weight" for i in range(n_blocks) for b in _NV_BLOCK]
+    for ours in names:
+        nv = _nv_name(ours)
+        if nv in back:
+            dit[ours] = state[back[nv]]
+            used.add(nv)
+    left = sorted(set(back) - used)
+    if left:
+        raise KeyError(f"NVIDIA checkpoint keys with no counterpart: {left[:5]}{' ...' if len(left) > 5 else ''}")
+    return dit, unc
+
+
+def load_nvidia(path, model) -> None:
+    """Load NVIDIA's Cosmos-1.0 ``model.pt`` (a local file, read with ``weights_only=True``) into a
+    ``WorldModel``: the DiT strictly, and the loss uncertainty where present."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    dit, unc = from_nvidia(state)
+    model.net.load_state_dict(dit, strict=True)
+    if unc and model.uncertainty is not None:
+        u = model.uncertainty
+        u.linear.weight.data.copy_(unc["linear.weight"])
+        u.linear.bias.data.zero_()  # NVIDIA's head has no bias
+        for name in ("freqs", "phases"):
+            if name in unc:
+                getattr(u, name).copy_(unc[name].flatten())
