@@ -126,3 +126,47 @@ def test_nvidia_model_pt_layout_round_trip(tmp_path):
     torch.testing.assert_close(dst.uncertainty.freqs, src.uncertainty.freqs)
     with pytest.raises(KeyError, match="no counterpart"):
         from_nvidia({**nv, "net.something_new.weight": torch.zeros(1)})
+
+
+def _cp_inputs():
+    from openwfm.diffusion.edm import EDMConfig
+    from openwfm.diffusion.model import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(_small(), EDMConfig())
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)
+    g = torch.Generator().manual_seed(1)
+    x0, text = torch.randn(2, 4, 2, 4, 8, generator=g), torch.randn(2, 3, 24, generator=g)
+    sigma, noise = torch.tensor([0.4, 3.0]), torch.randn(2, 4, 2, 4, 8, generator=g)
+    return model, (x0, text, sigma, noise)
+
+
+def _cp_worker(rank, world, tmp):
+    import torch.distributed as dist
+
+    model, args = _cp_inputs()
+    loss = model(*args, cp_group=dist.group.WORLD, fps=12.0).mean()
+    loss.backward()
+    with torch.no_grad():
+        out = model.net(args[0], torch.tensor([0.1, 0.2]), args[1], cp_group=dist.group.WORLD)
+    return {"loss": loss.item(), "out": out, "grads": {k: p.grad.clone() for k, p in model.named_parameters()}}
+
+
+@pytest.mark.distributed
+def test_context_parallel_matches_one_process(tmp_path):
+    """Two ranks, each with half of the 16 tokens: the same output, and losses and gradients that average
+    (as DDP/FSDP2 average them) to the single-process ones."""
+    from dist_helpers import run_ranks
+
+    ranks = run_ranks(_cp_worker, tmp_path, 2)
+    model, args = _cp_inputs()
+    loss = model(*args, fps=12.0).mean()
+    loss.backward()
+    with torch.no_grad():
+        out = model.net(args[0], torch.tensor([0.1, 0.2]), args[1])
+    for r in ranks:
+        torch.testing.assert_close(r["out"], out, atol=1e-5, rtol=1e-5)
+    assert sum(r["loss"] for r in ranks) / 2 == pytest.approx(loss.item(), rel=1e-5)
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(sum(r["grads"][k] for r in ranks) / 2, p.grad, atol=1e-5, rtol=1e-4, msg=k)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openwfm.diffusion.rope import apply_rope, rope_angles
+from openwfm.train.context_parallel import context_parallel_attention, gather_sequence, shard_sequence
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, rope=None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, cp_group=None) -> torch.Tensor:
         ctx = x if context is None else context
 
         def heads(t: torch.Tensor) -> torch.Tensor:
@@ -120,7 +121,10 @@ class Attention(nn.Module):
         q, k, v = self.q_norm(heads(self.q(x))), self.k_norm(heads(self.k(ctx))), heads(self.v(ctx))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if context is None and cp_group is not None:  # self-attention over the whole sharded sequence
+            y = context_parallel_attention(q, k, v, group=cp_group)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).flatten(2))
 
 
@@ -137,11 +141,11 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(d, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, d, bias=False)
 
-    def forward(self, x, t_emb, shared, text, rope, pos_emb=None, text_mask=None):
+    def forward(self, x, t_emb, shared, text, rope, pos_emb=None, text_mask=None, cp_group=None):
         if pos_emb is not None:
             x = x + pos_emb
         h, gate = self.adaln_self(x, t_emb, shared)
-        x = x + gate * self.self_attn(h, rope=rope)
+        x = x + gate * self.self_attn(h, rope=rope, cp_group=cp_group)
         h, gate = self.adaln_cross(x, t_emb, shared)
         x = x + gate * self.cross_attn(h, text, mask=text_mask)
         h, gate = self.adaln_mlp(x, t_emb, shared)
@@ -195,10 +199,13 @@ class DiT(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor | None = None, fps: float | None = None,
                 padding_mask: torch.Tensor | None = None, condition_mask: torch.Tensor | None = None,
-                t_offset: int = 0) -> torch.Tensor:
+                t_offset: int = 0, cp_group=None) -> torch.Tensor:
         """x (B, C, T, H, W); c_noise (B,); text (B, L, crossattn_emb_channels); text_mask (B, L) bool,
         True where a token counts (None: all; Cosmos zeroes padded embeddings instead); padding_mask
-        (B, 1, H_px, W_px) or (B, 1, H, W), 1 on padding (None: no padding); condition_mask (B, 1, T, H, W)."""
+        (B, 1, H_px, W_px) or (B, 1, H, W), 1 on padding (None: no padding); condition_mask (B, 1, T, H, W).
+        ``cp_group``: context parallelism; every rank passes the same inputs, keeps 1/cp of the tokens
+        through the blocks, and gets the whole output back (each rank's gradient covers its own tokens:
+        see ``local_mask``)."""
         cfg = self.cfg
         b, _, t, h, w = x.shape
         p, pt = cfg.patch_spatial, cfg.patch_temporal
@@ -223,10 +230,38 @@ class DiT(nn.Module):
                            tokens.device)
         pos = self.position_embedding(tt, th, tw, tokens.dtype) if cfg.pos_emb_learnable else None
         mask = None if text_mask is None else text_mask[:, None, None, :].bool()
+        if cp_group is not None:
+            lo, hi = _chunk(tokens.shape[1], cp_group)
+            tokens, rope = shard_sequence(tokens, 1, cp_group), (rope[0][lo:hi], rope[1][lo:hi])
+            pos = shard_sequence(pos, 1, cp_group) if pos is not None else None
         for block in self.blocks:
-            tokens = block(tokens, t_emb, shared, text, rope, pos, mask)
+            tokens = block(tokens, t_emb, shared, text, rope, pos, mask, cp_group)
         h_out, = self.final_adaln(tokens, t_emb, shared)
-        return self.unpatchify(self.final_proj(h_out), t, h, w)
+        out = self.final_proj(h_out)
+        if cp_group is not None:
+            out = gather_sequence(out, 1, cp_group)
+        return self.unpatchify(out, t, h, w)
+
+    def local_mask(self, x: torch.Tensor, cp_group) -> torch.Tensor:
+        """(1, 1, T, H, W) mask of the latent elements whose tokens this context-parallel rank computes;
+        a loss averaged over them (and then over ranks, as the trainer does) is the whole loss."""
+        _, _, t, h, w = x.shape
+        p, pt = self.cfg.patch_spatial, self.cfg.patch_temporal
+        n = (t // pt) * (h // p) * (w // p)
+        lo, hi = _chunk(n, cp_group)
+        tok = torch.zeros(1, n, pt * p * p, dtype=x.dtype, device=x.device)
+        tok[:, lo:hi] = 1
+        return self.unpatchify(tok, t, h, w)
+
+
+def _chunk(n: int, group) -> tuple[int, int]:
+    import torch.distributed as dist
+
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    if n % world:
+        raise ValueError(f"{n} tokens are not divisible by the context-parallel size {world}; change the "
+                         "latent size or dist.context_parallel")
+    return rank * n // world, (rank + 1) * n // world
 
 
 # ---------------------------------------------------------------------------------------------- presets

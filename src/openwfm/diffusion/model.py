@@ -79,13 +79,18 @@ class WorldModel(nn.Module):
         return out
 
     def forward(self, x0: torch.Tensor, text: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-                num_cond: int = 0, sigma_aug: torch.Tensor | None = None, **kw) -> torch.Tensor:
-        """Training: per-sample EDM loss (with the learned uncertainty when enabled) on the generated frames."""
+                num_cond: int = 0, sigma_aug: torch.Tensor | None = None, cp_group=None, **kw) -> torch.Tensor:
+        """Training: per-sample EDM loss (with the learned uncertainty when enabled) on the generated frames;
+        under context parallelism (``cp_group``) on this rank's tokens, so the mean over ranks is the loss."""
         x = x0 + noise * sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
-        d = self.denoise(x, sigma, text, cond=x0 if num_cond else None, num_cond=num_cond, sigma_aug=sigma_aug, **kw)
+        d = self.denoise(x, sigma, text, cond=x0 if num_cond else None, num_cond=num_cond, sigma_aug=sigma_aug,
+                         cp_group=cp_group, **kw)
         mask = None
         if num_cond:
             mask = torch.ones_like(x0[:, :1])
             mask[:, :, :num_cond] = 0
+        if cp_group is not None:  # this rank's share: its tokens' elements
+            local = self.net.local_mask(x0, cp_group)
+            mask = local if mask is None else mask * local
         u = self.uncertainty(scalings(sigma.float(), self.edm.sigma_data)[3]) if self.uncertainty is not None else None
         return edm_loss(d, x0, sigma, self.edm.sigma_data, u=u, mask=mask)

@@ -157,7 +157,8 @@ class DiffusionTask(Task):
             num_cond = condition_latent_frames(cfg.v2w.num_input_frames, self.codec(video.device).model.cfg.temporal_compression)
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
-        losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None)
+        losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,
+                       cp_group=env.cp_group)
         return losses.mean(), {"sigma_mean": float(sigma.mean())}
 
     def tokens(self, batch: dict) -> int:
