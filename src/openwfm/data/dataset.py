@@ -111,7 +111,7 @@ class ClipDataset(Dataset):
 
     def __init__(self, index: ShardIndex | list[IndexEntry], cfg: DataConfig, epoch: int = 0):
         self.cfg, self.epoch = cfg, epoch
-        self.entries = [e for e in index if cfg.images or e.kind == "video"]
+        self.entries = [e for e in index if e.kind == "video" or (cfg.images and e.kind == "image")]
         self.sizes = bucket_sizes(cfg.resolution, cfg.buckets, cfg.multiple)
         self.keys = [f"{e.kind}/{nearest_bucket(e.width, e.height, cfg.buckets)}" for e in self.entries]
 

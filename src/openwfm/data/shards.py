@@ -33,6 +33,7 @@ INDEX_NAME = "index.json"
 INDEX_VERSION = 1
 VIDEO_EXTS = ("mp4", "webm", "mkv", "mov", "avi")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+LATENT_EXT = "latent.safetensors"  # precomputed tokenizer latents (openwfm.diffusion.latents)
 _MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset's rule: the key ends at the first dot
 _KEY = re.compile(r"^(?:.*/|)[^./]+$")
 _AGAIN = "copy or pack the shard again"
@@ -54,7 +55,7 @@ class IndexEntry:
     key: str
     members: dict[str, tuple[int, int]]  # extension -> (byte offset, size) inside the tar
     media: str  # extension of the media member
-    kind: str  # "video" or "image"
+    kind: str  # "video", "image" or "latent" (precomputed; width/height/num_frames are the latent's)
     width: int
     height: int
     num_frames: int  # 1 for images
@@ -183,6 +184,17 @@ def scan_shard(path: str | os.PathLike) -> tuple[list[IndexEntry], int]:
             media = next((e for e in members if e.lower() in VIDEO_EXTS), None) or \
                 next((e for e in members if e.lower() in IMAGE_EXTS), None)
             where = f"{path} [key {key}]"
+            if media is None and LATENT_EXT in members:
+                off, size = members[LATENT_EXT]
+                f.seek(off)
+                try:
+                    _, t, h, w = latent_shape(f.read(min(size, 1 << 16)), where)
+                except DataError as e:
+                    log.warning("%s; skipped", e)
+                    skipped += 1
+                    continue
+                entries.append(IndexEntry(str(path), key, members, LATENT_EXT, "latent", w, h, t, 0.0))
+                continue
             if media is None:
                 log.warning("%s: no video or image member (has %s); skipped", where, ", ".join(members))
                 skipped += 1
@@ -369,6 +381,18 @@ def parse_meta(data: bytes | None, where: str = "sample") -> dict:
     if not isinstance(meta, dict):
         raise DataError(where, "the json member is not an object")
     return meta
+
+
+def latent_shape(data: bytes, where: str = "latent") -> tuple[int, int, int, int]:
+    """(C, T', H', W') of the tensor ``latent`` from the header of a safetensors file (its first bytes)."""
+    try:
+        n = int.from_bytes(data[:8], "little")
+        shape = json.loads(data[8:8 + n])["latent"]["shape"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(where, f"not a latent file ({type(e).__name__}: {e})") from None
+    if len(shape) != 4:
+        raise DataError(where, f"a latent must be (C, T', H', W'), got shape {shape}")
+    return tuple(shape)  # type: ignore[return-value]
 
 
 def probe_video(data: bytes, where: str = "video") -> tuple[int, int, int, float]:

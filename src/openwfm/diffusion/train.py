@@ -142,10 +142,35 @@ class DiffusionTask(Task):
             self._text = make_text_encoder(self.cfg.text)
         return self._text
 
+    def make_loader(self, data_cfg, env: DistEnv, epoch: int, position: int):
+        from openwfm.data import load_index
+        from openwfm.diffusion.latents import latent_loader
+
+        if data_cfg.shards and getattr(self, "_index_for", None) != data_cfg.shards:
+            self._index, self._index_for = load_index(data_cfg.shards), data_cfg.shards
+        if data_cfg.shards and any(e.kind == "latent" for e in self._index):
+            return latent_loader(data_cfg, self._index, env.dp_rank, env.dp_size, epoch, position)
+        return super().make_loader(data_cfg, env, epoch, position)
+
+    def latents(self, batch: dict) -> torch.Tensor:
+        """EDM-scale latents of a batch: tokenized on the fly, or precomputed (checked against the run's
+        tokenizer)."""
+        if "latent" not in batch:
+            return self.codec(batch["video"].device).encode(batch["video"])
+        from openwfm.diffusion.latents import fingerprint
+
+        codec = self.codec(batch["latent"].device)
+        mine = fingerprint(codec.model)
+        other = {t for t in batch.get("tokenizer", []) if t}
+        if other and other != {mine}:
+            raise ConfigError(f"the precomputed latents were made by another tokenizer (fingerprint "
+                              f"{', '.join(sorted(other))}) than tokenizer={self.cfg.tokenizer} ({mine}); "
+                              "precompute them again or set tokenizer to the one that made them")
+        return (batch["latent"] - codec.mean) / codec.std * codec.sigma_data
+
     def loss(self, model, batch: dict, env: DistEnv):
         cfg = self.cfg
-        video = batch["video"]
-        x0 = self.codec(video.device).encode(video)
+        x0 = self.latents(batch)
         b, _, t_lat = x0.shape[:3]
         emb, _ = self.text().encode(list(batch["caption"]))
         keep = (torch.rand(b, generator=self._gen) >= cfg.text.dropout).to(x0.device)
@@ -154,7 +179,7 @@ class DiffusionTask(Task):
         noise = torch.randn(x0.shape, generator=self._gen).to(x0.device)
         num_cond, sigma_aug = 0, None
         if cfg.v2w.enabled and t_lat > 1:
-            num_cond = condition_latent_frames(cfg.v2w.num_input_frames, self.codec(video.device).model.cfg.temporal_compression)
+            num_cond = condition_latent_frames(cfg.v2w.num_input_frames, self.codec(x0.device).model.cfg.temporal_compression)
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
         losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,
@@ -162,9 +187,12 @@ class DiffusionTask(Task):
         return losses.mean(), {"sigma_mean": float(sigma.mean())}
 
     def tokens(self, batch: dict) -> int:
+        p = self.cfg.model.patch_spatial
+        if "latent" in batch:
+            b, _, t, h, w = batch["latent"].shape
+            return b * t * (h // p) * (w // p)
         b, _, t, h, w = batch["video"].shape
         c = self._codec.model.cfg if self._codec else None
         if c is None:
             return 0
-        p = self.cfg.model.patch_spatial
         return b * (1 + (t - 1) // c.temporal_compression) * (h // c.spatial_compression // p) * (w // c.spatial_compression // p)
