@@ -1,0 +1,82 @@
+"""Curator foundations: the manifest survives crashes; the classical shot detector on real footage with
+synthetic transitions (cuts, fades, dissolves) and distractors (flashes, fast motion); clip rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from openwfm.curate.manifest import MANIFEST, Manifest
+from openwfm.curate.split import ClipRules, clips, detect, shots, small_frames
+from openwfm.curate.transitions import fast_motion, flash, join, labels
+
+
+def test_manifest_latest_record_wins_and_a_torn_line_is_dropped(tmp_path):
+    with Manifest(tmp_path) as m:
+        m.record("input", "a.mp4", "started", path="/x/a.mp4")
+        m.record("clip", "a.mp4:0", "kept", input="a.mp4", start=0.5, end=3.0)
+        m.record("clip", "a.mp4:1", "dropped", input="a.mp4", reason="too short")
+        m.record("input", "a.mp4", "done", clips=2)
+    with open(tmp_path / MANIFEST, "a") as f:
+        f.write('{"type": "input", "id": "b.mp4", "sta')  # kill -9 mid-write
+    m = Manifest(tmp_path)
+    assert m.get("input", "a.mp4")["status"] == "done" and m.get("input", "b.mp4") is None
+    assert [r["id"] for r in m.clips_of("a.mp4")] == ["a.mp4:0", "a.mp4:1"]
+    assert m.counts() == {"input": {"done": 1}, "clip": {"kept": 1, "dropped": 1}}
+    m.record("input", "b.mp4", "failed", error="corrupt")
+    m.close()
+    lines = (tmp_path / MANIFEST).read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["id"] == "b.mp4"
+
+
+@pytest.fixture(scope="module")
+def pool(real_video):
+    from openwfm.video import read_video
+
+    out = []
+    for name, a, b in [("vtest.avi", 0, 60), ("vtest.avi", 400, 460), ("bikes.mp4", 80, 130),
+                       ("box.mp4", 0, 60), ("cup.mp4", 0, 60)]:
+        out.append((small_frames(read_video(real_video(name), a, b).frames) * 255).astype(np.uint8))
+    return out
+
+
+def _hits(pred, truth, slack: int = 2) -> tuple[int, int, int]:
+    matched, tp = set(), 0
+    for p in pred:
+        mid = (p.start + p.end) / 2
+        j = next((j for j, t in enumerate(truth) if t.start - slack <= mid <= t.end + slack and j not in matched), None)
+        if j is not None:
+            matched.add(j)
+            tp += 1
+    return tp, len(pred) - tp, len(truth) - tp
+
+
+def test_detector_finds_cuts_and_fades_but_not_flashes(pool):
+    video, truth = join([pool[0], flash(pool[2], 25, 2), pool[3], pool[4], pool[1]], ["cut", "cut", "fade", "cut"],
+                        [1, 1, 12, 1], 27, 48)
+    pred = detect(video)
+    tp, fp, fn = _hits(pred, truth)
+    assert fn == 0 and fp == 0, ([(p.start, p.kind) for p in pred], truth)
+    assert labels(len(video), truth).sum() == 3 + 12
+
+
+def test_fast_motion_and_a_dissolve(pool):
+    moving = fast_motion(pool[0], np.random.default_rng(0))
+    assert detect(moving) == []
+    video, truth = join([pool[1], pool[3]], ["dissolve"], [14], 27, 48)
+    pred = detect(video)
+    assert _hits(pred, truth) == (1, 0, 0), [(p.start, p.end, p.kind) for p in pred]
+
+
+def test_shots_and_clip_rules():
+    from openwfm.curate.transitions import Transition
+
+    tr = [Transition(60, 60, "cut"), Transition(300, 311, "dissolve")]
+    assert shots(4000, tr) == [(0, 60), (60, 300), (312, 4000)]
+    kept, dropped = clips(shots(4000, tr), fps=25.0, rules=ClipRules(min_seconds=2, max_seconds=60, trim_seconds=0.5))
+    assert dropped == [(0, 60, dropped[0][2])] and "shorter than 2 s" in dropped[0][2]  # 2.4 s - 2 x 0.5 s
+    assert kept[0] == (72, 288)
+    long = [k for k in kept if k[0] >= 312]
+    assert len(long) == 3 and all(b - a <= 60 * 25 for a, b in long) and long[0][0] == 324 and long[-1][1] == 3988
