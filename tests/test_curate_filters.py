@@ -1,0 +1,51 @@
+"""Curator filters on real footage (opencv-doc) and its controlled degradations: motion (static, pan,
+tilt, zoom, shake) and visual quality (blur, noise, exposure)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from openwfm.curate.motion import motion_decision, motion_scores
+from openwfm.curate.quality import quality_decision, quality_scores
+
+
+@pytest.fixture(scope="module")
+def street(real_video):
+    from openwfm.video import read_video
+
+    return read_video(real_video("vtest.avi"), 0, 40).frames  # static camera, people walking
+
+
+def _warp(frames: np.ndarray, matrix) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    return np.stack([cv2.warpAffine(f, np.float32(matrix(i, h, w)), (w, h), borderMode=cv2.BORDER_REFLECT)
+                     for i, f in enumerate(frames)])
+
+
+def test_motion_labels_and_decisions(street):
+    still = np.repeat(street[:1], 40, axis=0)
+    s = motion_scores(still, fps=10)
+    assert s["camera"] == "static" and "static" in motion_decision(s)
+    walking = motion_scores(street, fps=10)
+    assert walking["camera"] == "static" and motion_decision(walking) is None  # objects move, camera does not
+    first = np.repeat(street[:1], 40, axis=0)
+    assert motion_scores(_warp(first, lambda i, h, w: [[1, 0, -3 * i], [0, 1, 0]]), 10)["camera"] == "pan"
+    assert motion_scores(_warp(first, lambda i, h, w: [[1, 0, 0], [0, 1, -3 * i]]), 10)["camera"] == "tilt"
+    zoom = _warp(first, lambda i, h, w: [[1 + 0.01 * i, 0, -0.005 * i * w], [0, 1 + 0.01 * i, -0.005 * i * h]])
+    assert motion_scores(zoom, 10)["camera"] == "zoom"
+    off = np.random.default_rng(0).normal(0, 6, (40, 2))
+    shaky = motion_scores(_warp(first, lambda i, h, w: [[1, 0, off[i, 0]], [0, 1, off[i, 1]]]), 10)
+    assert "shaky" in motion_decision(shaky)
+
+
+def test_quality_flags_blur_noise_and_exposure(street):
+    assert quality_decision(quality_scores(street)) is None
+    blur = np.stack([cv2.GaussianBlur(f, (0, 0), 4) for f in street])
+    assert "blurry" in quality_decision(quality_scores(blur))
+    noisy = np.clip(street + np.random.default_rng(0).normal(0, 25, street.shape), 0, 255).astype(np.uint8)
+    q = quality_scores(noisy)
+    assert "noisy" in quality_decision(q) and 12 < q["noise"] < 25
+    assert "exposed" in quality_decision(quality_scores((street * 0.1).astype(np.uint8)))
+    assert "exposed" in quality_decision(quality_scores(np.full_like(street, 255)))
