@@ -460,6 +460,30 @@ def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (o
         out.print(f"wrote {json_out}")
 
 
+@app.command()
+def curate(inputs: List[Path] = typer.Argument(..., help="Video files and/or directories (searched recursively)."),
+           out_dir: Path = typer.Option(..., "--out", "-o", help="Output: clips/, shards/, manifest.jsonl, report.html."),
+           engine: str = typer.Option("local", "--engine", help="local | ray"),
+           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
+           workers: int = typer.Option(2, "--workers", "-j", min=1, help="Ray actors."),
+           config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
+           sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value config overrides, e.g. rules.min_seconds=1"),
+           resume: bool = typer.Option(False, "--resume", help="Continue a run in --out (after a crash too).")) -> None:
+    """Curate raw footage: shots -> clips -> filters -> captions -> dedup -> WebDataset shards, with a manifest."""
+    from openwfm.curate.run import curate as run
+    from openwfm.curate.stages import CurateConfig, find_inputs
+
+    cfg = make_config(CurateConfig, yaml_files=config or [], overrides=sets or [])
+    n = len(find_inputs(inputs))
+    with _progress() as progress:
+        task = progress.add_task(f"curate ({engine})", total=n)
+        res = run(inputs, out_dir, cfg, engine=engine, ray_address=ray_address, resume=resume, workers=workers,
+                  on_input=lambda p: progress.advance(task))
+    c = res["counts"]
+    out.print(f"inputs: {c.get('input', {})}; clips: {c.get('clip', {})}; "
+              f"{len(res['shards'])} shard group(s) in {out_dir / 'shards'}; report: {out_dir / 'report.html'}")
+
+
 gen_app = typer.Typer(help="Generate video with a trained diffusion world model.", no_args_is_help=True)
 app.add_typer(gen_app, name="generate")
 

@@ -5,7 +5,8 @@ Farneback flow is computed between neighbours. Per pair, a least-squares fit of
 ``flow(x, y) = (tx - r*y + s*x, ty + r*x + s*y)`` about the frame center gives the camera's translation
 (tx, ty), rotation r and scale s; the rest is object motion. Scores:
 - ``motion``: mean flow magnitude in pixels per sampled pair, relative to the frame diagonal;
-- ``shake``: how much the camera translation changes direction between pairs (0 smooth ... 1 jittery);
+- ``shake``: mean change of the camera translation between consecutive pairs (fraction of the diagonal):
+  ~0 for a still camera or a steady pan, large for a hand-held jitter;
 - ``camera``: ``static``, ``pan``, ``tilt`` or ``zoom`` — the dominant camera motion.
 Clips below ``min_motion`` (static) or above ``max_shake`` (shaky) are dropped.
 """
@@ -23,7 +24,7 @@ class MotionConfig:
     fps: float = 4.0  # frames per second the flow is computed at
     size: int = 96  # long side of the frames the flow sees
     min_motion: float = 0.001  # below: static (fraction of the frame diagonal per sampled pair)
-    max_shake: float = 0.6  # above: shaky
+    max_shake: float = 0.01  # above: shaky
     camera_threshold: float = 0.004  # camera translation / zoom below this is "static"
 
 
@@ -64,17 +65,14 @@ def motion_scores(frames: np.ndarray, fps: float, cfg: MotionConfig | None = Non
     cams_a = np.asarray(cams)
     motion = float(np.mean(mags))
     t = cams_a[:, :2]
-    if len(t) >= 3:  # direction changes of the camera translation: jitter, not a pan
-        d = np.diff(t, axis=0)
-        shake = float(np.linalg.norm(d, axis=1).sum() / (np.linalg.norm(t, axis=1).sum() + 1e-9)) / 2
-    else:
-        shake = 0.0
+    # jitter: how much the camera translation changes from one pair to the next (a steady pan: ~0)
+    shake = float(np.linalg.norm(np.diff(t, axis=0), axis=1).mean()) if len(t) >= 3 else 0.0
     mean = np.abs(cams_a.mean(axis=0))
     if mean.max() < cfg.camera_threshold:
         camera = "static"
     else:
         camera = ("pan", "tilt", "zoom")[int(np.argmax(mean))]
-    return {"motion": motion, "shake": min(shake, 1.0), "camera": camera,
+    return {"motion": motion, "shake": shake, "camera": camera,
             "camera_tx": float(cams_a[:, 0].mean()), "camera_ty": float(cams_a[:, 1].mean()),
             "camera_zoom": float(cams_a[:, 2].mean())}
 
@@ -85,5 +83,5 @@ def motion_decision(scores: dict, cfg: MotionConfig | None = None) -> str | None
     if scores["motion"] < cfg.min_motion:
         return f"static: motion {scores['motion']:.4f} < {cfg.min_motion}"
     if scores["shake"] > cfg.max_shake:
-        return f"shaky: shake {scores['shake']:.2f} > {cfg.max_shake}"
+        return f"shaky: shake {scores['shake']:.4f} > {cfg.max_shake}"
     return None

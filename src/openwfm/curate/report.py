@@ -1,0 +1,66 @@
+"""``report.html``: what the curator did — counts, why clips were dropped, score histograms, thumbnails."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from openwfm.curate.manifest import Manifest
+
+
+def write_report(out_dir: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    m = Manifest(out)
+    m.close()
+    clips = list(m.records("clip"))
+    inputs = list(m.records("input"))
+    (out / "report").mkdir(exist_ok=True)
+    rows = []
+    for name in ("motion", "shake", "sharpness", "noise", "brightness"):
+        vals = [c["scores"][name] for c in clips if "scores" in c and name in c["scores"]]
+        if not vals:
+            continue
+        fig, ax = plt.subplots(figsize=(4, 2.4))
+        ax.hist(vals, bins=20, color="#4a7")
+        ax.set_title(name)
+        fig.tight_layout()
+        fig.savefig(out / "report" / f"{name}.png", dpi=80)
+        plt.close(fig)
+        rows.append(f'<img src="report/{name}.png" alt="{name}">')
+    thumbs = []
+    for c in [c for c in clips if c["status"] == "kept"][:24]:
+        from openwfm.video import read_video
+        from PIL import Image
+
+        try:
+            f = read_video(out / c["file"], 0, 1).frames[0]
+        except Exception:  # noqa: BLE001 - a thumbnail is not worth failing the report
+            continue
+        Image.fromarray(f).save(out / "report" / f"{c['id']}.jpg", quality=80)
+        thumbs.append(f'<figure><img src="report/{c["id"]}.jpg" width="160"><figcaption>'
+                      f'{html.escape(c.get("caption", ""))[:80]}</figcaption></figure>')
+    reasons = Counter(c.get("reason", "").split(":")[0] for c in clips if c["status"] == "dropped")
+    failed = [(i["path"], i.get("error", "")) for i in inputs if i["status"] == "failed"]
+    counts = m.counts()
+    doc = ["<!doctype html><meta charset=utf-8><title>openwfm curation report</title>",
+           "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px}figure{display:inline-block;"
+           "margin:4px;font-size:11px;width:160px}</style>",
+           "<h1>Curation report</h1><h2>Counts</h2><table>"]
+    for kind, by in counts.items():
+        doc.append(f"<tr><th>{kind}</th><td>{', '.join(f'{k}: {v}' for k, v in sorted(by.items()))}</td></tr>")
+    doc.append("</table><h2>Dropped clips by reason</h2><table>")
+    doc += [f"<tr><td>{html.escape(r)}</td><td>{n}</td></tr>" for r, n in reasons.most_common()]
+    doc.append("</table><h2>Failed inputs</h2><table>")
+    doc += [f"<tr><td>{html.escape(p)}</td><td>{html.escape(e)}</td></tr>" for p, e in failed]
+    doc.append("</table><h2>Scores</h2>" + "".join(rows) + "<h2>Kept clips</h2>" + "".join(thumbs))
+    path = out / "report.html"
+    path.write_text("\n".join(doc))
+    return path

@@ -1,0 +1,156 @@
+"""``wfm curate``: inputs -> clips -> dedup -> shards, with every input and clip accounted for.
+
+Engines: ``local`` (this process) and ``ray`` (an actor pool; ray_engine.py). Both hand the same records to
+the manifest, so they give the same manifest on the same input (up to order). The run can be resumed
+after any crash: finished inputs (done or failed) are skipped, an input that was in progress is done
+again (its clip files are replaced atomically), and the whole-run stages (dedup, shards, report) run
+again from the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from openwfm.curate.manifest import Manifest
+from openwfm.curate.stages import CurateConfig, find_inputs, input_id, process_input
+from openwfm.errors import OpenWFMError
+
+log = logging.getLogger(__name__)
+
+
+class CurateError(OpenWFMError):
+    """A curation run that cannot start (bad output directory, no inputs, missing engine)."""
+
+
+def pending_inputs(inputs: list[Path], manifest: Manifest) -> list[Path]:
+    """Inputs without a final (done / failed) record; duplicates (same file twice) once."""
+    seen, out = set(), []
+    for p in inputs:
+        iid = input_id(p)
+        rec = manifest.get("input", iid)
+        if iid in seen or (rec and rec["status"] in ("done", "failed")):
+            continue
+        seen.add(iid)
+        out.append(p)
+    return out
+
+
+def write_records(manifest: Manifest, records: list[dict]) -> None:
+    for rec in records:
+        rec = dict(rec)
+        manifest.record(rec.pop("type"), rec.pop("id"), rec.pop("status"), **rec)
+
+
+def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: CurateConfig | None = None,
+           engine: str = "local", ray_address: str | None = None, resume: bool = False, workers: int = 2,
+           on_input: Callable[[str], None] | None = None) -> dict:
+    """Run the curator; returns the manifest's counts and the shard directories."""
+    cfg = cfg or CurateConfig()
+    out = Path(out_dir)
+    files = find_inputs(inputs)
+    if not files:
+        raise CurateError(f"no input videos in {', '.join(map(str, inputs))}")
+    if (out / "manifest.jsonl").is_file() and not resume:
+        raise CurateError(f"{out} already holds a curation run (manifest.jsonl); pass --resume to continue it "
+                          "or choose another --out")
+    for stale in (out / "clips").glob(".*.mp4") if (out / "clips").is_dir() else []:
+        stale.unlink()  # half-written clips of a crashed run (finished clips are renamed into place)
+    with Manifest(out) as manifest:
+        todo = pending_inputs(files, manifest)
+        for p in files:
+            if not p.exists():  # named but missing: accounted for, not fatal
+                manifest.record("input", input_id(p), "failed", path=str(p), error="no such file")
+        todo = [p for p in todo if p.exists()]
+        if engine == "local":
+            vlm = _vlm(cfg)
+            for p in todo:
+                manifest.record("input", input_id(p), "started", path=str(p))
+                write_records(manifest, process_input(p, cfg, out, vlm))
+                if on_input:
+                    on_input(str(p))
+        elif engine == "ray":
+            from openwfm.curate.ray_engine import run_ray
+
+            run_ray(todo, cfg, out, manifest, ray_address, workers, on_input)
+        else:
+            raise CurateError(f"unknown engine '{engine}': local or ray")
+        run_dedup(manifest, out, cfg)
+        shards = write_shards(manifest, out, cfg)
+        counts = manifest.counts()
+    from openwfm.curate.report import write_report
+
+    write_report(out)
+    return {"counts": counts, "shards": [str(s) for s in shards]}
+
+
+def _vlm(cfg: CurateConfig):
+    if not cfg.caption_model:
+        return None
+    from openwfm.curate.caption import VLMCaptioner
+
+    return VLMCaptioner(cfg.caption_model)
+
+
+def run_dedup(manifest: Manifest, out: Path, cfg: CurateConfig) -> int:
+    """Drop near-duplicate kept clips (the lower-quality copy), recording which clip each duplicates."""
+    from openwfm.curate.dedup import dedup
+
+    kept = sorted((r for r in manifest.records("clip") if r["status"] == "kept"), key=lambda r: r["id"])
+    if len(kept) < 2:  # sorted: the result must not depend on the order the engine finished inputs in
+        manifest.record("stage", "dedup", "done", removed=0)
+        return 0
+    emb = np.stack([np.load(out / "clips" / f"{r['id']}.emb.npy") for r in kept])
+    quality = [r["scores"]["sharpness"] * r["scores"]["width"] * r["scores"]["height"] for r in kept]
+    removed = dedup([r["id"] for r in kept], emb, quality, cfg.dedup_threshold, cfg.seed)
+    by_id = {r["id"]: r for r in kept}
+    for cid, twin in removed.items():
+        rec = {k: v for k, v in by_id[cid].items() if k not in ("type", "id", "status")}
+        manifest.record("clip", cid, "dropped", **{**rec, "reason": f"near-duplicate of {twin}"})
+    manifest.record("stage", "dedup", "done", removed=len(removed))
+    return len(removed)
+
+
+def _group(rec: dict) -> str:
+    """Shard group of a clip: aspect bucket and length class, e.g. ``16x9_5-10s``."""
+    from openwfm.data.buckets import nearest_bucket
+
+    s = rec["scores"]
+    aspect = nearest_bucket(s["width"], s["height"]).replace(":", "x")
+    d = s["duration"]
+    length = "lt5s" if d < 5 else "5-10s" if d < 10 else "10-30s" if d < 30 else "30s+"
+    return f"{aspect}_{length}"
+
+
+def write_shards(manifest: Manifest, out: Path, cfg: CurateConfig) -> list[Path]:
+    """Kept clips -> ``out/shards/<group>/`` WebDataset shards (mp4 + json), rewritten from the manifest."""
+    from openwfm.data import pack_samples
+
+    kept = [r for r in manifest.records("clip") if r["status"] == "kept"]
+    groups: dict[str, list[dict]] = {}
+    for r in kept:
+        groups.setdefault(_group(r), []).append(r)
+    root = out / "shards"
+    tmp = out / ".shards.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    written = []
+    for name, recs in sorted(groups.items()):
+        def samples(recs=recs):
+            for r in recs:
+                meta = {"caption": r["caption"], "caption_source": r["caption_source"], "fps": r["fps"],
+                        "source": r["source"], "start": r["start"], "end": r["end"], "scores": r["scores"],
+                        "clip": r["id"]}
+                yield r["id"].replace(".", "_"), {"mp4": (out / r["file"]).read_bytes(),
+                                                  "json": json.dumps(meta).encode()}
+        written.append(pack_samples(samples(), tmp / name, maxcount=cfg.shard_maxcount))
+    shutil.rmtree(root, ignore_errors=True)
+    if tmp.exists():
+        tmp.rename(root)
+    manifest.record("stage", "shard", "done", groups={n: len(v) for n, v in groups.items()})
+    return [root / p.name for p in written]
