@@ -49,3 +49,18 @@ def test_quality_flags_blur_noise_and_exposure(street):
     assert "noisy" in quality_decision(q) and 12 < q["noise"] < 25
     assert "exposed" in quality_decision(quality_scores((street * 0.1).astype(np.uint8)))
     assert "exposed" in quality_decision(quality_scores(np.full_like(street, 255)))
+
+
+def test_overlay_text_is_found_and_dropped(street):
+    pytest.importorskip("rapidocr")
+    from openwfm.curate.text_overlay import text_decision, text_scores
+
+    clean = text_scores(street[:3])
+    assert clean["text_boxes"] == 0 and text_decision(clean) is None
+    news = street[:3].copy()
+    for f in news:
+        cv2.rectangle(f, (0, 430), (767, 575), (20, 20, 120), -1)
+        cv2.putText(f, "BREAKING NEWS 24/7", (30, 500), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 4)
+        cv2.putText(f, "markets close higher", (30, 555), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 3)
+    s = text_scores(news)
+    assert s["text_boxes"] >= 1 and "overlay text" in text_decision(s)

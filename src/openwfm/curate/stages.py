@@ -23,6 +23,7 @@ import numpy as np
 from openwfm.curate.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
 from openwfm.curate.split import ClipRules, SplitConfig, clips, detect, shots
+from openwfm.curate.text_overlay import TextConfig, text_decision, text_scores
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class CurateConfig:
     rules: ClipRules = field(default_factory=ClipRules)
     motion: MotionConfig = field(default_factory=MotionConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    text_filter: bool = True  # OCR-based overlay-text filter (rapidocr)
     fps: float = 0.0  # transcode frame rate (0: keep the source's)
     short_side: int = 256  # transcode size (0: keep)
     crf: int = 18
@@ -125,6 +128,9 @@ def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.
             scores = {**motion_scores(frames, clip_fps, cfg.motion), **quality_scores(frames, cfg.quality),
                       "duration": len(frames) / clip_fps, "width": frames.shape[2], "height": frames.shape[1]}
             why = motion_decision(scores, cfg.motion) or quality_decision(scores, cfg.quality)
+            if not why and cfg.text_filter:  # the slowest filter runs last, on what survived the others
+                scores.update(text_scores(frames, cfg.text))
+                why = text_decision(scores, cfg.text)
             rec.update(scores=scores, fps=clip_fps, frames=len(frames))
             if why:
                 records.append({**rec, "status": "dropped", "reason": why})
