@@ -24,6 +24,7 @@ from openwfm.curate.transitions import Transition
 
 @dataclass
 class SplitConfig:
+    detector: str = "learned"  # learned (ShotNet, shotnet.py) | classical (this module)
     cut_ratio: float = 3.0  # a cut's change vs the local median change
     cut_min: float = 0.08  # and at least this much (mean |diff| of [0, 1] frames)
     window: int = 8  # frames each side for the local median / the long-range change
@@ -122,6 +123,20 @@ def _changes(f: np.ndarray) -> np.ndarray:
     d1 = np.zeros(len(f), dtype=np.float32)
     d1[1:] = np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3))
     return d1
+
+
+def find_transitions(small: np.ndarray, cfg: SplitConfig | None = None) -> list[Transition]:
+    """Transitions of float32 [0, 1] frames at the detector's size, with the configured detector (the
+    classical one when the learned one's weights are not installed)."""
+    cfg = cfg or SplitConfig()
+    if cfg.detector == "learned":
+        from openwfm.curate.shotnet import WEIGHTS, detect_learned
+
+        if (WEIGHTS / "model.safetensors").is_file():
+            return detect_learned((small * 255).round().astype(np.uint8))
+    elif cfg.detector != "classical":
+        raise ValueError(f"split.detector must be 'learned' or 'classical', got '{cfg.detector}'")
+    return detect(small, cfg)
 
 
 def shots(num_frames: int, transitions: list[Transition]) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from openwfm.curate.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
-from openwfm.curate.split import ClipRules, SplitConfig, clips, detect, shots
+from openwfm.curate.split import ClipRules, SplitConfig, clips, find_transitions, shots
 from openwfm.curate.text_overlay import TextConfig, text_decision, text_scores
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.
             raise ValueError("the stream has no frame rate")
     except Exception as e:  # noqa: BLE001 - any unreadable input is quarantined, never fatal
         return [{**base, "status": "failed", "error": f"unreadable video: {type(e).__name__}: {e}"}]
-    transitions = detect(small, cfg.split)
+    transitions = find_transitions(small, cfg.split)
     kept, dropped = clips(shots(len(small), transitions), fps, cfg.rules)
     records = []
     for k, (s, e, reason) in enumerate(dropped):

@@ -1,0 +1,144 @@
+"""A learned shot-boundary detector in the spirit of TransNetV2 (Soucek & Lokoc, 2020): a small 3D CNN
+on 48x27 frames that scores every frame for "inside a transition", trained here on synthetic transitions
+(transitions.py) built from real and simulated footage; the weights ship in the package.
+
+Network: three blocks of dilated temporal convolutions (dilations 1, 2, 4, 8 over time, 3x3 in space, as
+TransNetV2's DDCNN cells) with spatial average pooling, per-frame features, plus a colour-histogram
+similarity of each frame to its neighbours (TransNetV2's frame-similarity features), then a temporal
+convolution and a per-frame logit. Inference slides windows of ``WINDOW`` frames and keeps the middle of
+each; runs of frames above the threshold become transitions (one frame: a cut).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openwfm.curate.transitions import Transition
+
+WINDOW, CONTEXT = 64, 16  # frames per window; frames on each side used only as context
+WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "shotnet"
+
+
+class DDCNN(nn.Module):
+    """Parallel 3x3x3 convolutions with temporal dilations 1, 2, 4, 8 (c_out / 4 channels each),
+    concatenated, then batch norm and ReLU."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv3d(c_in, c_out // 4, (3, 3, 3), padding=(d, 1, 1), dilation=(d, 1, 1))
+                                   for d in (1, 2, 4, 8))
+        self.bn = nn.BatchNorm3d(c_out // 4 * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(torch.cat([c(x) for c in self.convs], dim=1)))
+
+
+class ShotNet(nn.Module):
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64), hist_bins: int = 8):
+        super().__init__()
+        blocks, c = [], 3
+        for w in widths:
+            blocks.append(DDCNN(c, w))
+            c = blocks[-1].bn.num_features
+        self.blocks = nn.ModuleList(blocks)
+        self.hist_bins = hist_bins
+        feat = c * 3 * 6 + 5  # pooled 27x48 -> 3x6 after three 2x poolings; 5 similarity features
+        self.frame_fc = nn.Linear(feat, 128)
+        self.temporal = nn.Conv1d(128, 64, 5, padding=2)
+        self.head = nn.Linear(64, 1)
+
+    def similarity(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 5): cosine similarity of each frame's RGB histogram to frames t-2, t-1, t+1, t+2, and the
+        mean absolute difference to frame t-1."""
+        b, _, t, h, w = x.shape
+        q = (x.clamp(0, 0.999) * self.hist_bins).long()
+        idx = (q[:, 0] * self.hist_bins + q[:, 1]) * self.hist_bins + q[:, 2]  # (B, T, H, W)
+        flat = idx.reshape(b * t, h * w)
+        hist = torch.zeros(b * t, self.hist_bins ** 3, device=x.device).scatter_add_(
+            1, flat, torch.ones_like(flat, dtype=torch.float32))
+        hist = F.normalize(hist.view(b, t, -1), dim=-1)  # (B, T, bins^3)
+        feats = []
+        for o in (-2, -1, 1, 2):
+            shifted = torch.roll(hist, o, dims=1)
+            feats.append((hist * shifted).sum(-1))
+        diff = (x - torch.roll(x, 1, dims=2)).abs().mean((1, 3, 4))
+        return torch.stack(feats + [diff], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (B, T, 27, 48, 3) uint8 or float in [0, 1] -> per-frame logits (B, T)."""
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        x = x.permute(0, 4, 1, 2, 3)  # (B, 3, T, H, W)
+        sim = self.similarity(x)
+        h = x
+        for block in self.blocks:
+            h = F.avg_pool3d(block(h), (1, 2, 2))
+        b, c, t = h.shape[:3]
+        per_frame = torch.cat([h.permute(0, 2, 1, 3, 4).reshape(b, t, -1), sim], dim=-1)
+        f = F.relu(self.frame_fc(per_frame))
+        f = F.relu(self.temporal(f.transpose(1, 2))).transpose(1, 2)
+        return self.head(f)[..., 0]
+
+
+def load_shotnet(path: str | Path | None = None) -> ShotNet:
+    """The shipped detector (or one saved by ``save_shotnet`` at ``path``), in eval mode."""
+    from safetensors.torch import load_file
+
+    d = Path(path) if path else WEIGHTS
+    cfg = json.loads((d / "config.json").read_text())
+    model = ShotNet(tuple(cfg["widths"]), cfg["hist_bins"])
+    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    model.threshold = float(cfg.get("threshold", 0.5))
+    return model.eval()
+
+
+def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict) -> Path:
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    widths = [b.bn.num_features for b in model.blocks]
+    (out / "config.json").write_text(json.dumps({"widths": widths, "hist_bins": model.hist_bins,
+                                                 "threshold": threshold, **info}, indent=1))
+    return out
+
+
+@torch.no_grad()
+def frame_probs(model: ShotNet, frames: np.ndarray) -> np.ndarray:
+    """Per-frame transition probability of uint8 (T, 27, 48, 3) frames, by overlapping windows."""
+    t = len(frames)
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    out = np.zeros(t, dtype=np.float32)
+    step = WINDOW - 2 * CONTEXT
+    for s in range(-CONTEXT, t - CONTEXT, step):
+        idx = np.clip(np.arange(s, s + WINDOW), 0, t - 1)  # edges: repeat the first / last frame
+        p = torch.sigmoid(model(x[idx][None]))[0].numpy()
+        lo, hi = s + CONTEXT, min(t, s + CONTEXT + step)
+        out[lo:hi] = p[CONTEXT:CONTEXT + hi - lo]
+    return out
+
+
+def detect_learned(frames: np.ndarray, model: ShotNet | None = None, threshold: float | None = None
+                   ) -> list[Transition]:
+    """Transitions from per-frame probabilities: runs above the threshold (one frame: a cut)."""
+    model = model or load_shotnet()
+    thr = threshold if threshold is not None else getattr(model, "threshold", 0.5)
+    p = frame_probs(model, frames) > thr
+    out, i = [], 0
+    while i < len(p):
+        if p[i]:
+            j = i
+            while j + 1 < len(p) and p[j + 1]:
+                j += 1
+            out.append(Transition(i, j, "cut" if j - i <= 1 else "gradual"))
+            i = j + 1
+        else:
+            i += 1
+    return out
