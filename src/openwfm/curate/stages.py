@@ -24,6 +24,7 @@ from openwfm.curate.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
 from openwfm.curate.split import ClipRules, SplitConfig, clips, find_transitions, shots
 from openwfm.curate.text_overlay import TextConfig, text_decision, text_scores
+from openwfm.curate.videotype import TypeConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class CurateConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     text: TextConfig = field(default_factory=TextConfig)
     text_filter: bool = True  # OCR-based overlay-text filter (rapidocr)
+    type: TypeConfig = field(default_factory=TypeConfig)
+    type_filter: bool = True  # video-type classifier (skipped when its weights are not installed)
     fps: float = 0.0  # transcode frame rate (0: keep the source's)
     short_side: int = 256  # transcode size (0: keep)
     crf: int = 18
@@ -98,6 +101,12 @@ def _transcode(frames: np.ndarray, src_fps: float, cfg: CurateConfig) -> tuple[n
     return frames, fps
 
 
+def _type_weights() -> bool:
+    from openwfm.curate.videotype import WEIGHTS
+
+    return (WEIGHTS / "model.safetensors").is_file()
+
+
 def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.PathLike, vlm=None) -> list[dict]:
     """Manifest records for one input: its clips, then the input itself (status done or failed)."""
     from openwfm.curate.caption import caption
@@ -128,6 +137,11 @@ def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.
             scores = {**motion_scores(frames, clip_fps, cfg.motion), **quality_scores(frames, cfg.quality),
                       "duration": len(frames) / clip_fps, "width": frames.shape[2], "height": frames.shape[1]}
             why = motion_decision(scores, cfg.motion) or quality_decision(scores, cfg.quality)
+            if not why and cfg.type_filter and _type_weights():
+                from openwfm.curate.videotype import type_decision, type_scores
+
+                scores.update(type_scores(frames))
+                why = type_decision(scores, cfg.type)
             if not why and cfg.text_filter:  # the slowest filter runs last, on what survived the others
                 scores.update(text_scores(frames, cfg.text))
                 why = text_decision(scores, cfg.text)
