@@ -80,3 +80,13 @@ def test_shots_and_clip_rules():
     assert kept[0] == (72, 288)
     long = [k for k in kept if k[0] >= 312]
     assert len(long) == 3 and all(b - a <= 60 * 25 for a, b in long) and long[0][0] == 324 and long[-1][1] == 3988
+
+
+def test_learned_detector_ships_and_finds_transitions(pool):
+    from openwfm.curate.shotnet import WEIGHTS, detect_learned, load_shotnet
+
+    assert (WEIGHTS / "model.safetensors").stat().st_size <= 5e6
+    model = load_shotnet()
+    video, truth = join([pool[4], pool[2], pool[3], pool[0]], ["cut", "dissolve", "cut"], [1, 14, 1], 27, 48)
+    assert _hits(detect_learned(video, model), truth) == (3, 0, 0)
+    assert detect_learned(flash(pool[4], 25, 2), model) == []  # a flash is not a boundary

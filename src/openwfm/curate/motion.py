@@ -24,7 +24,7 @@ class MotionConfig:
     fps: float = 4.0  # frames per second the flow is computed at
     size: int = 96  # long side of the frames the flow sees
     min_motion: float = 0.001  # below: static (fraction of the frame diagonal per sampled pair)
-    max_shake: float = 0.01  # above: shaky
+    max_shake: float = 0.015  # above: shaky
     camera_threshold: float = 0.004  # camera translation / zoom below this is "static"
 
 

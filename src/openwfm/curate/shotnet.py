@@ -21,7 +21,8 @@ from torch import nn
 
 from openwfm.curate.transitions import Transition
 
-WINDOW, CONTEXT = 64, 16  # frames per window; frames on each side used only as context
+WINDOW, CONTEXT = 64, 16  # training window; frames on each side of an inference window used only as context
+INFER_WINDOW = 160  # the network is convolutional in time: longer windows at inference, less overlap
 WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "shotnet"
 
 
@@ -110,18 +111,22 @@ def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict) 
     return out
 
 
-@torch.no_grad()
-def frame_probs(model: ShotNet, frames: np.ndarray) -> np.ndarray:
-    """Per-frame transition probability of uint8 (T, 27, 48, 3) frames, by overlapping windows."""
+@torch.inference_mode()
+def frame_probs(model: ShotNet, frames: np.ndarray, batch: int = 4) -> np.ndarray:
+    """Per-frame transition probability of uint8 (T, 27, 48, 3) frames, by overlapping windows of
+    ``INFER_WINDOW`` frames (each keeps its middle; the first and last frames repeat at the edges)."""
     t = len(frames)
     x = torch.from_numpy(np.ascontiguousarray(frames))
     out = np.zeros(t, dtype=np.float32)
-    step = WINDOW - 2 * CONTEXT
-    for s in range(-CONTEXT, t - CONTEXT, step):
-        idx = np.clip(np.arange(s, s + WINDOW), 0, t - 1)  # edges: repeat the first / last frame
-        p = torch.sigmoid(model(x[idx][None]))[0].numpy()
-        lo, hi = s + CONTEXT, min(t, s + CONTEXT + step)
-        out[lo:hi] = p[CONTEXT:CONTEXT + hi - lo]
+    step = INFER_WINDOW - 2 * CONTEXT
+    starts = list(range(-CONTEXT, t - CONTEXT, step))
+    for b in range(0, len(starts), batch):
+        group = starts[b:b + batch]
+        idx = np.stack([np.clip(np.arange(s, s + INFER_WINDOW), 0, t - 1) for s in group])
+        p = torch.sigmoid(model(x[torch.from_numpy(idx)])).numpy()
+        for s, row in zip(group, p):
+            lo, hi = s + CONTEXT, min(t, s + CONTEXT + step)
+            out[lo:hi] = row[CONTEXT:CONTEXT + hi - lo]
     return out
 
 

@@ -31,19 +31,28 @@ def _engine():
         except ImportError as e:
             raise ImportError("the overlay-text filter needs rapidocr and onnxruntime (pip install rapidocr "
                               "onnxruntime)") from e
-        logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)  # it warns on every frame without text
         _ENGINE = RapidOCR()
     return _ENGINE
 
 
 def text_boxes(frame: np.ndarray, size: int = 640) -> list[np.ndarray]:
-    """Quadrilaterals (4, 2) of the text the detector finds, in the frame's pixel coordinates."""
+    """Quadrilaterals (4, 2) of the text the detector finds, in the frame's pixel coordinates. Frames are
+    scaled to ``size`` on the long side (small frames up: the detector needs pixels per letter; on tiny
+    inputs it otherwise returns the whole frame as one box, which is dropped here too)."""
     h, w = frame.shape[:2]
-    s = min(1.0, size / max(h, w))
-    img = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else frame
+    s = size / max(h, w)
+    img = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     out = _engine()(np.ascontiguousarray(img[..., ::-1]), use_det=True, use_cls=False, use_rec=False)  # BGR in
     boxes = getattr(out, "boxes", None)
-    return [] if boxes is None else [np.asarray(b, dtype=np.float32) / s for b in boxes]
+    if boxes is None:
+        return []
+    keep = []
+    for b in boxes:
+        b = np.asarray(b, dtype=np.float32)
+        if cv2.contourArea(b) < 0.9 * img.shape[0] * img.shape[1]:  # not the whole frame
+            keep.append(b / s)
+    return keep
 
 
 def text_scores(frames: np.ndarray, cfg: TextConfig | None = None) -> dict:

@@ -65,12 +65,35 @@ def f1_score(model: ShotNet, videos: list[tuple[np.ndarray, list]], threshold: f
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def validation_set(val_paths: list[str], n: int = 30) -> list:
+    val_pool = shot_pool(val_paths)
+    return [random_video(val_pool, np.random.default_rng(10_000 + i), num_segments=4) for i in range(n)]
+
+
+def calibrate(model_dir: str, val_paths: list[str]) -> dict:
+    """Re-pick the threshold of a saved detector on the validation videos (rewrites its config)."""
+    import json
+
+    from openwfm.curate.shotnet import load_shotnet
+
+    model, val = load_shotnet(model_dir), validation_set(val_paths)
+    scores = {thr: f1_score(model, val, thr) for thr in THRESHOLDS}
+    best = max(scores, key=scores.get)
+    cfg_path = Path(model_dir) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(threshold=best, val_f1=scores[best], val_f1_by_threshold=scores)
+    cfg_path.write_text(json.dumps(cfg, indent=1))
+    return {"threshold": best, "f1": scores}
+
+
 def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1500, batch: int = 4,
           lr: float = 2e-3, seed: int = 0, log_every: int = 100) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    pool, val_pool = shot_pool(train_paths), shot_pool(val_paths)
-    val = [random_video(val_pool, np.random.default_rng(10_000 + i), num_segments=4) for i in range(30)]
+    pool, val = shot_pool(train_paths), validation_set(val_paths)
     model = ShotNet()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -86,10 +109,11 @@ def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1
         if step % log_every == 0:
             print(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
     model.eval()
-    scores = {thr: f1_score(model, val, thr) for thr in (0.3, 0.4, 0.5, 0.6, 0.7)}
+    scores = {thr: f1_score(model, val, thr) for thr in THRESHOLDS}
     best = max(scores, key=scores.get)
     info = {"steps": steps, "train_videos": [Path(p).name for p in train_paths],
-            "val_videos": [Path(p).name for p in val_paths], "val_f1": scores[best], "train_shots": len(pool)}
+            "val_videos": [Path(p).name for p in val_paths], "val_f1": scores[best], "val_f1_by_threshold": scores,
+            "train_shots": len(pool)}
     save_shotnet(model, out, best, info)
     return {"threshold": best, "f1": scores}
 
@@ -101,8 +125,12 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--calibrate-only", action="store_true", help="re-pick the threshold of the model in --out")
     args = ap.parse_args()
-    print(train(args.train, args.val, args.out, args.steps, seed=args.seed))
+    if args.calibrate_only:
+        print(calibrate(args.out, args.val))
+    else:
+        print(train(args.train, args.val, args.out, args.steps, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python -m openwfm.curate.train_videotype --natural A.avi ... --animation B.mp4 --synthetic SIM_DIR \
         --val-natural C.mp4 --val-animation D.avi --val-synthetic SIM_DIR2 --out DIR
 
-Clips of 16 frames are taken every ``stride`` frames of each video; screen content (charts, text pages,
+Clips of 16 frames are taken every ``stride`` frames of each video (denser for short videos); screen content (charts, text pages,
 slides, UI boxes) is generated here, with other seeds for validation. Features: ``videotype.clip_features``;
 model: standardization + one linear softmax layer (Adam, weight decay). Prints per-class validation
 accuracy.
@@ -74,7 +74,8 @@ def video_clips(paths: list[str], length: int = 16, stride: int = 30, limit: int
     out = []
     for p in find_inputs(paths):
         frames = read_video(p).frames
-        for s in range(0, max(1, len(frames) - length + 1), stride)[:limit]:
+        step = min(stride, max(4, (len(frames) - length) // 10))  # short videos: denser, ~10 clips
+        for s in range(0, max(1, len(frames) - length + 1), step)[:limit]:
             out.append(frames[s:s + length])
     return out
 
