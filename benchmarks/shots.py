@@ -25,7 +25,7 @@ import numpy as np
 from openwfm.curate.shotnet import detect_learned, load_shotnet
 from openwfm.curate.split import detect
 from openwfm.curate.stages import small_frames_of
-from openwfm.curate.transitions import Transition, random_video
+from openwfm.curate.transitions import Transition, match, random_video
 from openwfm.video import read_video, write_video
 
 BIKES_CUTS = [30, 76, 137, 187, 242]
@@ -66,15 +66,8 @@ def build(out: Path, n: int, size: tuple[int, int], sim_dir: Path | None) -> lis
 def score(pred_frames: list[list[float]], truths: list[list[Transition]], slack: int = 2) -> tuple[float, int, int, int]:
     tp = fp = fn = 0
     for pred, truth in zip(pred_frames, truths):
-        matched = set()
-        for mid in pred:
-            j = next((j for j, t in enumerate(truth) if t.start - slack <= mid <= t.end + slack and j not in matched), None)
-            if j is None:
-                fp += 1
-            else:
-                matched.add(j)
-                tp += 1
-        fn += len(truth) - len(matched)
+        a, b, c = match(pred, truth, slack)
+        tp, fp, fn = tp + a, fp + b, fn + c
     return 2 * tp / max(1, 2 * tp + fp + fn), tp, fp, fn
 
 

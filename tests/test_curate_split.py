@@ -10,7 +10,7 @@ import pytest
 
 from openwfm.curate.manifest import MANIFEST, Manifest
 from openwfm.curate.split import ClipRules, clips, detect, shots, small_frames
-from openwfm.curate.transitions import fast_motion, flash, join, labels
+from openwfm.curate.transitions import fast_motion, flash, join, labels, match
 
 
 def test_manifest_latest_record_wins_and_a_torn_line_is_dropped(tmp_path):
@@ -43,14 +43,7 @@ def pool(real_video):
 
 
 def _hits(pred, truth, slack: int = 2) -> tuple[int, int, int]:
-    matched, tp = set(), 0
-    for p in pred:
-        mid = (p.start + p.end) / 2
-        j = next((j for j, t in enumerate(truth) if t.start - slack <= mid <= t.end + slack and j not in matched), None)
-        if j is not None:
-            matched.add(j)
-            tp += 1
-    return tp, len(pred) - tp, len(truth) - tp
+    return match([(p.start + p.end) / 2 for p in pred], truth, slack)
 
 
 def test_detector_finds_cuts_and_fades_but_not_flashes(pool):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from openwfm.curate.shotnet import WINDOW, ShotNet, detect_learned, save_shotnet
 from openwfm.curate.split import detect, shots
 from openwfm.curate.stages import small_frames_of
-from openwfm.curate.transitions import labels, random_video
+from openwfm.curate.transitions import labels, match, random_video
 
 
 def shot_pool(paths: list[str], min_len: int = 20) -> list[np.ndarray]:
@@ -50,18 +50,9 @@ def example(pool: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarra
 def f1_score(model: ShotNet, videos: list[tuple[np.ndarray, list]], threshold: float, slack: int = 2) -> float:
     tp = fp = fn = 0
     for video, truth in videos:
-        pred = detect_learned(video, model, threshold)
-        matched = set()
-        for p in pred:
-            mid = (p.start + p.end) / 2
-            j = next((j for j, t in enumerate(truth) if t.start - slack <= mid <= t.end + slack and j not in matched),
-                     None)
-            if j is None:
-                fp += 1
-            else:
-                matched.add(j)
-                tp += 1
-        fn += len(truth) - len(matched)
+        pred = [(t.start + t.end) / 2 for t in detect_learned(video, model, threshold)]
+        a, b, c = match(pred, truth, slack)
+        tp, fp, fn = tp + a, fp + b, fn + c
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 

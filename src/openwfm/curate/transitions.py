@@ -118,3 +118,15 @@ def random_video(pool: list[np.ndarray], rng: np.random.Generator, num_segments:
     kinds = [str(rng.choice(KINDS, p=[0.55, 0.2, 0.15, 0.1])) for _ in range(num_segments - 1)]
     lengths = [int(rng.integers(6, 20)) for _ in kinds]
     return join(segs, kinds, lengths, h, w, rng)
+
+
+def match(predicted: list[float], truth: list[Transition], slack: int = 2) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of predicted transition centers against the
+    truth: a prediction matches an unmatched transition it falls within ``slack`` frames of."""
+    matched: set[int] = set()
+    for mid in predicted:
+        j = next((j for j, t in enumerate(truth) if t.start - slack <= mid <= t.end + slack and j not in matched), None)
+        if j is not None:
+            matched.add(j)
+    tp = len(matched)
+    return tp, len(predicted) - tp, len(truth) - tp
