@@ -64,3 +64,23 @@ def test_overlay_text_is_found_and_dropped(street):
         cv2.putText(f, "markets close higher", (30, 555), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 3)
     s = text_scores(news)
     assert s["text_boxes"] >= 1 and "overlay text" in text_decision(s)
+
+
+def test_video_type_on_footage_it_never_saw(real_video):
+    """The shipped classifier: a held-out animated film, held-out filmed footage, generated screen content
+    and a fresh simulator rollout; animation and screen content are dropped by default."""
+    from openwfm.config import make_config
+    from openwfm.curate.train_videotype import screen_clip
+    from openwfm.curate.videotype import type_decision, type_scores
+    from openwfm.sim import SimConfig
+    from openwfm.sim.dataset import simulate
+    from openwfm.video import read_video
+
+    anim = type_scores(read_video(real_video("Megamind.avi"), 200, 216).frames)
+    assert anim["type"] == "animation" and "animation" in type_decision(anim)
+    film = type_scores(read_video(real_video("cup.mp4"), 50, 66).frames)
+    assert film["type"] == "natural" and type_decision(film) is None
+    screen = type_scores(screen_clip(np.random.default_rng(123)))
+    assert screen["type"] == "screen" and "screen" in type_decision(screen)
+    sim = simulate("falling", make_config(SimConfig, overrides=["height=128", "width=128", "num_frames=9"]), 424242)
+    assert type_scores(sim.frames)["type"] == "synthetic"
