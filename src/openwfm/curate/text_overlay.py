@@ -31,8 +31,8 @@ def _engine():
         except ImportError as e:
             raise ImportError("the overlay-text filter needs rapidocr and onnxruntime (pip install rapidocr "
                               "onnxruntime)") from e
-        logging.getLogger("RapidOCR").setLevel(logging.ERROR)  # it warns on every frame without text
         _ENGINE = RapidOCR()
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)  # it warns on every frame without text
     return _ENGINE
 
 
