@@ -13,7 +13,6 @@ Longer videos than the model's clip length: each further chunk is conditioned on
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,8 +66,8 @@ class WorldPipeline:
         self.codec = LatentCodec(cfg.tokenizer, cfg.edm.sigma_data, "cpu")
         self.pre_guard, self.upsample, self.post_guard = pre_guard, upsample, post_guard
         if not offload:
-            self._move(self.model, device)
-            self._move_codec(device)
+            self._place("dit", device)
+            self._place("codec", device)
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, **kw) -> "WorldPipeline":
@@ -76,22 +75,23 @@ class WorldPipeline:
         return cls(model, cfg, **kw)
 
     # ------------------------------------------------------------------------------------ devices
-    def _move(self, module: torch.nn.Module, device: str) -> None:
-        module.to(device)
-
-    def _move_codec(self, device: str) -> None:
-        self.codec.model.to(device)
-        self.codec.mean, self.codec.std = self.codec.mean.to(device), self.codec.std.to(device)
+    def _place(self, which: str, device: str) -> None:
+        if which == "dit":
+            self.model.to(device)
+        else:
+            self.codec.model.to(device)
+            self.codec.mean, self.codec.std = self.codec.mean.to(device), self.codec.std.to(device)
 
     @contextmanager
     def _on_device(self, which: str):
+        """Run a component on ``device``; with offloading it goes back to the CPU afterwards."""
         if self.offload:
-            self._move(self.model, self.device) if which == "dit" else self._move_codec(self.device)
+            self._place(which, self.device)
         try:
             yield
         finally:
             if self.offload:
-                self._move(self.model, "cpu") if which == "dit" else self._move_codec("cpu")
+                self._place(which, "cpu")
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
 
@@ -173,9 +173,3 @@ class WorldPipeline:
         if self.post_guard is not None:
             self.post_guard(frames)
         return frames
-
-
-def describe(pipe: WorldPipeline) -> str:
-    tok = pipe.codec.model.cfg
-    return json.dumps({"tokenizer": tok.kind, "text": pipe.text.name, "dit_params":
-                       sum(p.numel() for p in pipe.model.net.parameters())})
