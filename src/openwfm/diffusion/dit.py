@@ -10,7 +10,7 @@ linear embedding -> N blocks -> AdaLN -> linear -> unpatchify. Every block:
 
 AdaLN-LoRA: the timestep embedding gives a shared (shift, scale, gate) for all blocks through a 2-layer
 MLP; each AdaLN adds its own rank-r projection of the (RMS-normalized) sinusoidal embedding. The noise
-input is EDM's c_noise (``edm.precondition`` calls ``dit(x * c_in, c_noise, text=...)``).
+input is EDM's c_noise (``WorldModel.denoise`` runs it through ``edm.precondition``).
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ counts only the generated frames. The unconditional (guidance) branch zeroes the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from openwfm.diffusion.dit import DiT, DiTConfig
-from openwfm.diffusion.edm import EDMConfig, Uncertainty, edm_loss, scalings
+from openwfm.diffusion.edm import EDMConfig, Uncertainty, edm_loss, precondition, scalings
 
 
 @dataclass
@@ -44,8 +45,8 @@ class WorldModel(nn.Module):
     def __init__(self, dit_cfg: DiTConfig, edm: EDMConfig, v2w: Video2WorldConfig | None = None):
         super().__init__()
         self.v2w = v2w or Video2WorldConfig()
-        if self.v2w.enabled and not dit_cfg.condition_mask:
-            dit_cfg.condition_mask = True
+        if self.v2w.enabled:  # a copy: the caller's config stays as it was
+            dit_cfg = dataclasses.replace(dit_cfg, condition_mask=True)
         self.edm, self.net = edm, DiT(dit_cfg)
         self.uncertainty = Uncertainty() if edm.uncertainty else None
 
@@ -56,9 +57,7 @@ class WorldModel(nn.Module):
         clean latents whose first ``num_cond`` frames condition (0 = none, e.g. the unconditional branch)."""
         b, _, t = x.shape[:3]
         sd = self.edm.sigma_data
-        c_skip, c_out, c_in, c_noise = (v.view(-1, 1, 1, 1, 1).to(x.dtype) for v in scalings(sigma.float(), sd))
-        x_in = x * c_in
-        extra = {}
+        extra, aug = {}, None
         if self.net.cfg.condition_mask:
             mask = torch.zeros(b, 1, t, *x.shape[3:], dtype=x.dtype, device=x.device)
             if num_cond:
@@ -70,10 +69,14 @@ class WorldModel(nn.Module):
                 noise = aug_noise if aug_noise is not None else torch.randn_like(cond)
                 # the condition enters scaled as its own noise level asks (c_in(sigma_aug)), not as x's
                 aug = (cond + s_aug * noise) / (s_aug ** 2 + sd ** 2).sqrt()
-                x_in = torch.where(mask.bool(), aug, x_in)
             extra["condition_mask"] = mask
-        f = self.net(x_in, c_noise.flatten(), text, **extra, **kw)
-        out = x * c_skip + f.to(x.dtype) * c_out
+
+        def net(x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+            if aug is not None:
+                x_in = torch.where(extra["condition_mask"].bool(), aug, x_in)
+            return self.net(x_in, c_noise, text, **extra, **kw)
+
+        out = precondition(net, x, sigma, sd)
         if num_cond:
             out = torch.cat([cond[:, :, :num_cond], out[:, :, num_cond:]], dim=2)
         return out

@@ -27,8 +27,8 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
     device = text.device
     run = get_sampler(sampler)
     x = torch.randn(shape, generator=generator).to(device) * sigma_max
-    use_cfg = uncond is not None and (guidance != 0.0 if guidance_form == "cosmos" else guidance != 1.0)
-    if (guidance != 0.0 if guidance_form == "cosmos" else guidance != 1.0) and uncond is None:
+    use_cfg = guidance != (0.0 if guidance_form == "cosmos" else 1.0)  # otherwise the conditional model alone
+    if use_cfg and uncond is None:
         raise ValueError("guidance needs the unconditional embedding (uncond): zeros or a negative prompt's")
     aug_noise = None
     if num_cond:

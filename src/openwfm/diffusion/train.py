@@ -11,7 +11,6 @@ captions go through a frozen, cached text encoder and are dropped (zeroed) with 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -102,10 +101,24 @@ class LatentCodec:
         self.mean = torch.tensor(cfg.latents_mean or [0.0] * c, device=device)[:c].view(1, -1, 1, 1, 1)
         self.std = torch.tensor(cfg.latents_std or [1.0] * c, device=device)[:c].view(1, -1, 1, 1, 1)
         self.sigma_data = sigma_data
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the tokenizer's weights (computed once): precomputed latents must come from it."""
+        if self._fingerprint is None:
+            from openwfm.diffusion.latents import fingerprint
+
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw tokenizer latents -> EDM scale (zero mean, std sigma_data per channel)."""
+        return (z - self.mean) / self.std * self.sigma_data
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        return (self.model.encode_latent(video.to(self.mean.device)) - self.mean) / self.std * self.sigma_data
+        return self.normalize(self.model.encode_latent(video.to(self.mean.device)))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -127,7 +140,7 @@ class DiffusionTask(Task):
         if cfg.text.encoder == "minilm" and cfg.model.crossattn_emb_channels != 384:
             raise ConfigError(f"model.crossattn_emb_channels={cfg.model.crossattn_emb_channels} but MiniLM "
                               "gives 384-wide text states")
-        return WorldModel(dataclasses.replace(cfg.model), cfg.edm, cfg.v2w)
+        return WorldModel(cfg.model, cfg.edm, cfg.v2w)
 
     def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         return list(model.net.blocks)
@@ -157,16 +170,14 @@ class DiffusionTask(Task):
         tokenizer)."""
         if "latent" not in batch:
             return self.codec(batch["video"].device).encode(batch["video"])
-        from openwfm.diffusion.latents import fingerprint
-
         codec = self.codec(batch["latent"].device)
-        mine = fingerprint(codec.model)
+        mine = codec.fingerprint
         other = {t for t in batch.get("tokenizer", []) if t}
         if other and other != {mine}:
             raise ConfigError(f"the precomputed latents were made by another tokenizer (fingerprint "
                               f"{', '.join(sorted(other))}) than tokenizer={self.cfg.tokenizer} ({mine}); "
                               "precompute them again or set tokenizer to the one that made them")
-        return (batch["latent"] - codec.mean) / codec.std * codec.sigma_data
+        return codec.normalize(batch["latent"])
 
     def loss(self, model, batch: dict, env: DistEnv):
         cfg = self.cfg
