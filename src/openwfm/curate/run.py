@@ -64,8 +64,8 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
         stale.unlink()  # half-written clips of a crashed run (finished clips are renamed into place)
     with Manifest(out) as manifest:
         todo = pending_inputs(files, manifest)
-        for p in files:
-            if not p.exists():  # named but missing: accounted for, not fatal
+        for p in todo:
+            if not p.exists():  # named but missing: accounted for (once), not fatal
                 manifest.record("input", input_id(p), "failed", path=str(p), error="no such file")
         todo = [p for p in todo if p.exists()]
         if engine == "local":

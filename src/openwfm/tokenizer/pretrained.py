@@ -10,6 +10,7 @@ Shipped ones live in ``openwfm/assets/tokenizers/<name>`` and load by name::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -60,7 +61,7 @@ def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dic
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise TokenizerError(f"{out}: already exists (pass overwrite to replace it)")
-    cfg = model.cfg
+    cfg = dataclasses.replace(model.cfg)  # the statistics go to the file, not onto the caller's model
     if clips and not cfg.discrete:
         cfg.latents_mean, cfg.latents_std = latent_stats(model, clips)
     config = {**config, "task": "tokenizer", "model": dict(cfg.__dict__)}
