@@ -248,13 +248,14 @@ def data_pack(sources: List[Path] = typer.Argument(..., help="Directories writte
 
 @data_app.command("latents")
 def data_latents(shards: Path = typer.Argument(..., help="Shard directory of videos/images."),
-                 tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Continuous tokenizer: shipped name or run."),
+                 tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Tokenizer (shipped name or run): continuous -> latents, discrete -> token indices."),
                  dst: Path = typer.Option(..., "--out", "-o", help="Latent shard directory to create."),
                  resolution: int = typer.Option(64, "--resolution", help="Bucket resolution (pixels)."),
                  num_frames: int = typer.Option(17, "--num-frames", help="Frames per clip (1 + k*t)."),
                  clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video."),
                  overwrite: bool = typer.Option(False, "--overwrite")) -> None:
-    """Precompute tokenizer latents of a shard set, for training the diffusion model without the tokenizer."""
+    """Precompute tokenizer latents (or discrete token indices) of a shard set, for training the diffusion
+    (or autoregressive) model without the tokenizer."""
     from openwfm.data import load_index
     from openwfm.diffusion.latents import precompute
 

@@ -34,6 +34,7 @@ INDEX_VERSION = 1
 VIDEO_EXTS = ("mp4", "webm", "mkv", "mov", "avi")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 LATENT_EXT = "latent.safetensors"  # precomputed tokenizer latents (openwfm.diffusion.latents)
+TEXT_EXT = "text.safetensors"  # a caption's token embeddings (the curator's text encoder), float16
 _MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset's rule: the key ends at the first dot
 _KEY = re.compile(r"^(?:.*/|)[^./]+$")
 _AGAIN = "copy or pack the shard again"
@@ -384,14 +385,16 @@ def parse_meta(data: bytes | None, where: str = "sample") -> dict:
 
 
 def latent_shape(data: bytes, where: str = "latent") -> tuple[int, int, int, int]:
-    """(C, T', H', W') of the tensor ``latent`` from the header of a safetensors file (its first bytes)."""
+    """(C, T', H', W') of the tensor ``latent`` — or (1, T', H', W') of the discrete tokenizer's
+    ``indices`` — from the header of a safetensors file (its first bytes)."""
     try:
         n = int.from_bytes(data[:8], "little")
-        shape = json.loads(data[8:8 + n])["latent"]["shape"]
+        header = json.loads(data[8:8 + n])
+        shape = header["latent"]["shape"] if "latent" in header else [1, *header["indices"]["shape"]]
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(where, f"not a latent file ({type(e).__name__}: {e})") from None
     if len(shape) != 4:
-        raise DataError(where, f"a latent must be (C, T', H', W'), got shape {shape}")
+        raise DataError(where, f"a latent must be (C, T', H', W') or indices (T', H', W'), got shape {shape}")
     return tuple(shape)  # type: ignore[return-value]
 
 

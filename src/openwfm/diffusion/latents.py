@@ -2,7 +2,8 @@
 
 ``precompute`` cuts fixed clips from each video sample (``clips`` consecutive clips of ``num_frames``;
 images as one frame), fits them into their aspect-ratio bucket at ``resolution`` and stores the
-tokenizer's raw latent as ``<key>.latent.safetensors`` (tensor ``latent``, (C, T', H', W')) next to
+tokenizer's raw latent as ``<key>.latent.safetensors`` (tensor ``latent``, (C, T', H', W'); a discrete
+tokenizer's FSQ indices as tensor ``indices``, (T', H', W') int32) next to
 ``<key>.json`` (caption, fps, source, tokenizer). Normalization happens at training time, with the
 statistics of the tokenizer named in the run, which must be the one that made the latents.
 
@@ -44,8 +45,6 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
 
     model = load_tokenizer(tokenizer)
     cfg = model.cfg
-    if cfg.discrete:
-        raise DataError(tokenizer, f"a {cfg.kind} tokenizer makes discrete tokens; latents need a continuous one")
     if (num_frames - 1) % cfg.temporal_compression:
         raise DataError(tokenizer, f"num_frames={num_frames}: the {cfg.kind} tokenizer takes 1 + k*"
                                    f"{cfg.temporal_compression} frames")
@@ -68,11 +67,13 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
             for k, (start, frames) in enumerate(pieces):
                 x = to_tensor(fit_to_bucket(frames, size)[0])[None]
                 with torch.no_grad():
-                    z = model.encode_latent(x)[0].contiguous()
+                    z = model.encode_latent(x)
+                    tensors = {"indices": model.quantize(z)[1][0].int().contiguous()} if cfg.discrete else \
+                        {"latent": z[0].contiguous()}
                 doc = {"caption": str(meta.get("caption", "")), "fps": e.fps, "source": e.key, "start_frame": start,
                        "frames": len(frames), "tokenizer": str(tokenizer), "tokenizer_kind": cfg.kind,
                        "tokenizer_fingerprint": fingerprint(model)}
-                yield f"{e.key}_{k}", {LATENT_EXT: save({"latent": z}), "json": json.dumps(doc).encode()}
+                yield f"{e.key}_{k}", {LATENT_EXT: save(tensors), "json": json.dumps(doc).encode()}
             if progress is not None:
                 progress(e.key)
 
@@ -80,7 +81,8 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
 
 
 class LatentDataset(torch.utils.data.Dataset):
-    """Items ``{"latent": (C, T', H', W'), "caption", "fps", "key"}`` of latent shards."""
+    """Items ``{"latent": (C, T', H', W') | "tokens": (T', H', W'), "caption", "fps", "key"}`` of latent
+    shards (``tokens``: a discrete tokenizer's FSQ indices)."""
 
     def __init__(self, entries: list[IndexEntry]):
         self.entries = entries
@@ -94,10 +96,11 @@ class LatentDataset(torch.utils.data.Dataset):
         raw = read_sample(e, [LATENT_EXT, "json"])
         meta = parse_meta(raw["json"], e.where)
         try:
-            z = load(raw[LATENT_EXT])["latent"].float()
+            t = load(raw[LATENT_EXT])
+            item = {"tokens": t["indices"].long()} if "indices" in t else {"latent": t["latent"].float()}
         except Exception as err:  # noqa: BLE001 - safetensors raises several types
             raise DataError(e.where, f"unreadable latent ({err})") from None
-        return {"latent": z, "caption": str(meta.get("caption", "")), "fps": float(meta.get("fps") or 0.0),
+        return {**item, "caption": str(meta.get("caption", "")), "fps": float(meta.get("fps") or 0.0),
                 "key": e.key, "tokenizer": meta.get("tokenizer_fingerprint", "")}
 
 

@@ -78,11 +78,9 @@ for _name in ("cosmos-1.0-7b", "cosmos-1.0-14b"):
 
 
 def make_text_encoder(cfg: TextConfig, device: str = "cpu"):
-    from openwfm.text import CachedEncoder, MiniLMEncoder, T5Encoder
+    from openwfm.text import make_encoder
 
-    enc = MiniLMEncoder(cfg.path or None, cfg.max_length, device) if cfg.encoder == "minilm" else \
-        T5Encoder(cfg.path, cfg.max_length, device)
-    return CachedEncoder(enc)
+    return make_encoder(cfg.encoder, cfg.path, cfg.max_length, device)
 
 
 class LatentCodec:

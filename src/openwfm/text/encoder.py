@@ -148,6 +148,21 @@ class CachedEncoder(TextEncoder):
         return torch.stack([found[p][0] for p in prompts]), torch.stack([found[p][1] for p in prompts])
 
 
+def make_encoder(encoder: str = "minilm", path: str = "", max_length: int = 64, device: str = "cpu",
+                 cache_dir: str | os.PathLike | None = None) -> CachedEncoder:
+    """A cached text encoder by name: ``minilm`` (``path`` "" = the copy in its wheel) or ``t5`` (a local
+    directory; nothing is downloaded)."""
+    if encoder == "minilm":
+        enc: TextEncoder = MiniLMEncoder(path or None, max_length, device)
+    elif encoder == "t5":
+        if not path:
+            raise TextError("the t5 text encoder needs a local model directory (nothing is downloaded)")
+        enc = T5Encoder(path, max_length, device)
+    else:
+        raise TextError(f"unknown text encoder '{encoder}': minilm or t5")
+    return CachedEncoder(enc, cache_dir)
+
+
 def drop_text(emb: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each prompt's embedding by zeros (the unconditional input, as in Cosmos) with probability
     ``p`` (Cosmos: 0.2), so one model learns both branches of classifier-free guidance. The DiT attends
