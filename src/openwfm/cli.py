@@ -555,6 +555,40 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     out.print(f"wrote {dst}: {n_in} input + {len(video) - n_in} generated frames in {time.perf_counter() - t0:.1f} s")
 
 
+@gen_app.command("ar-video2world")
+def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help="Input video (its last frames condition)."),
+                            dst: Path = typer.Option(..., "--out", "-o"),
+                            checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Autoregressive run or checkpoint."),
+                            prompt: str = typer.Option("", "--prompt", "-p", help="Text (Video2World models with cross-attention)."),
+                            num_input_frames: int = typer.Option(1, "--num-input-frames", help="1 or 1 + k*temporal compression (Cosmos: 1 or 9)."),
+                            temperature: float = typer.Option(1.0, "--temperature", help="0: greedy."),
+                            top_p: float = typer.Option(0.8, "--top-p"), top_k: int = typer.Option(0, "--top-k", help="0: off."),
+                            seed: int = _SEED, fps: float = _FPS,
+                            medusa: bool = typer.Option(False, "--medusa", help="Speculative decoding with the run's Medusa heads."),
+                            decoder: Optional[Path] = typer.Option(None, "--decoder", help="Diffusion decoder run (wfm train ar-decoder)."),
+                            no_decoder: bool = typer.Option(False, "--no-diffusion-decoder", help="Decode with the DV tokenizer itself."),
+                            device: str = _DEVICE) -> None:
+    """Autoregressive Video2World: continue a video token by token; tokens -> pixels by the diffusion decoder
+    (--decoder) or the DV tokenizer (--no-diffusion-decoder)."""
+    from openwfm.autoregressive.pipeline import ARPipeline
+    from openwfm.autoregressive.sampling import SamplingConfig
+    from openwfm.data.buckets import bucket_sizes, fit_to_bucket, nearest_bucket
+    from openwfm.video import read_video, write_video
+
+    if decoder is None and not no_decoder:
+        raise typer.BadParameter("give the diffusion decoder (--decoder RUN) or --no-diffusion-decoder")
+    pipe = ARPipeline.from_run(checkpoint, device=device, decoder="" if no_decoder else decoder)
+    frames = read_video(src).frames
+    size = bucket_sizes(pipe.cfg.data.resolution, multiple=16)[nearest_bucket(frames.shape[2], frames.shape[1])]
+    frames = fit_to_bucket(frames[-num_input_frames:], size)[0]
+    t0 = time.perf_counter()
+    video = pipe.video2world(frames, prompt, num_input_frames, SamplingConfig(temperature, top_p, top_k, seed), medusa)
+    write_video(dst, video, fps)
+    extra = f"; Medusa accepted {pipe.stats['accepted_per_round']:.2f} drafts per step" if medusa else ""
+    out.print(f"wrote {dst}: {num_input_frames} input + {len(video) - num_input_frames} generated frames "
+              f"in {time.perf_counter() - t0:.1f} s{extra}")
+
+
 def main() -> None:
     try:
         app()

@@ -85,7 +85,7 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
     greedy = cfg.temperature <= 0
     total = prompt.shape[1] + num_new
     cache = KVCache(model.cfg, 1, total + k_max + 1, prompt.device, next(model.parameters()).dtype)
-    logits, hidden = model(prompt, cache, context, context_mask, shape, return_hidden=True)
+    logits, hidden = model(prompt, cache, context, context_mask, shape, return_hidden=True, last_only=True)
     pending = _draw(token_probs(logits[0, -1], cfg), gen)
     h = hidden[0, -1]
     out = prompt[0].tolist() + [pending]

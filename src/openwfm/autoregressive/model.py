@@ -254,10 +254,11 @@ class ARTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None, shape: tuple[int, int, int] | None = None,
-                return_hidden: bool = False):
+                return_hidden: bool = False, last_only: bool = False):
         """Logits (B, n, vocab) of the next token after each of ``tokens`` (B, n), which lie on the token
         grid ``shape`` (default: ``latent_shape``); with a cache, ``tokens`` continue the cached sequence.
-        ``return_hidden`` also returns the final normalized states."""
+        ``return_hidden`` also returns the final normalized states; ``last_only`` projects only the last
+        position to the vocabulary (all that generation needs)."""
         start = cache.length if cache is not None else 0
         cos, sin, pos = self.positions(start, tokens.shape[1], shape or self.cfg.latent_shape, tokens.device)
         x = self.tok_embeddings(tokens)
@@ -267,7 +268,7 @@ class ARTransformer(nn.Module):
             x = blk(x, cos, sin, i, cache, context, context_mask)
         if cache is not None:
             cache.length += tokens.shape[1]
-        h = self.norm(x)
+        h = self.norm(x[:, -1:] if last_only else x)
         logits = self.output(h)
         return (logits, h) if return_hidden else logits
 

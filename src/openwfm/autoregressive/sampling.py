@@ -70,7 +70,7 @@ def generate(model: ARTransformer, prompt: torch.Tensor, num_new: int, cfg: Samp
                     next(model.parameters()).dtype) if use_cache else None
     step_in = prompt
     for _ in range(num_new):
-        logits = model(step_in if use_cache else seq, cache, context, context_mask, shape)[:, -1]
+        logits = model(step_in if use_cache else seq, cache, context, context_mask, shape, last_only=True)[:, -1]
         nxt = sample(logits, cfg, gen)[:, None]
         seq = torch.cat([seq, nxt], 1)
         step_in = nxt

@@ -44,6 +44,7 @@ class DiTConfig:
     pos_emb_learnable: bool = True
     concat_padding_mask: bool = True
     condition_mask: bool = False  # Video2World: one more input channel marking the conditioning frames
+    extra_channels: int = 0  # conditioning features concatenated to the input (the AR diffusion decoder's tokens)
     qk_norm_eps: float = 1e-6
 
     @property
@@ -158,7 +159,7 @@ class DiT(nn.Module):
         cfg.validate()
         self.cfg = cfg
         d, p, pt = cfg.model_channels, cfg.patch_spatial, cfg.patch_temporal
-        c_in = cfg.in_channels + int(cfg.condition_mask) + int(cfg.concat_padding_mask)
+        c_in = cfg.in_channels + int(cfg.condition_mask) + int(cfg.concat_padding_mask) + cfg.extra_channels
         self.x_embedder = nn.Linear(c_in * pt * p * p, d, bias=False)
         self.t_fc1 = nn.Linear(d, d, bias=False)  # shared AdaLN modulation: sinusoid -> silu MLP -> 3d
         self.t_fc2 = nn.Linear(d, 3 * d, bias=False)
@@ -199,10 +200,11 @@ class DiT(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor | None = None, fps: float | None = None,
                 padding_mask: torch.Tensor | None = None, condition_mask: torch.Tensor | None = None,
-                t_offset: int = 0, cp_group=None) -> torch.Tensor:
+                t_offset: int = 0, cp_group=None, extra: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, T, H, W); c_noise (B,); text (B, L, crossattn_emb_channels); text_mask (B, L) bool,
         True where a token counts (None: all; Cosmos zeroes padded embeddings instead); padding_mask
-        (B, 1, H_px, W_px) or (B, 1, H, W), 1 on padding (None: no padding); condition_mask (B, 1, T, H, W).
+        (B, 1, H_px, W_px) or (B, 1, H, W), 1 on padding (None: no padding); condition_mask (B, 1, T, H, W);
+        extra (B, extra_channels, T, H, W) conditioning features.
         ``cp_group``: context parallelism; every rank passes the same inputs, keeps 1/cp of the tokens
         through the blocks, and gets the whole output back (each rank's gradient covers its own tokens:
         see ``local_mask``)."""
@@ -220,6 +222,11 @@ class DiT(nn.Module):
             pm = torch.zeros(b, 1, h, w, dtype=x.dtype, device=x.device) if padding_mask is None else \
                 F.interpolate(padding_mask.to(x.dtype), size=(h, w), mode="nearest")
             parts.append(pm[:, :, None].expand(b, -1, t, -1, -1))  # a (1, 1, H, W) mask serves the batch
+        if cfg.extra_channels:
+            if extra is None or extra.shape[1] != cfg.extra_channels or extra.shape[2:] != x.shape[2:]:
+                raise ValueError(f"this DiT takes {cfg.extra_channels} extra input channels shaped like x "
+                                 f"{tuple(x.shape[2:])}; got {None if extra is None else tuple(extra.shape)}")
+            parts.append(extra.to(x.dtype))
         tokens = self.x_embedder(self.patchify(torch.cat(parts, dim=1)))
         tt, th, tw = t // pt, h // p, w // p
 

@@ -19,8 +19,9 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
                    sampler: str = "2ab", steps: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0,
                    rho: float = 7.0, churn: float = 0.0, cond: torch.Tensor | None = None, num_cond: int = 0,
                    sigma_aug: float | None = None, fps: float | None = None, t_offset: int = 0,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D).
+                   generator: torch.Generator | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D); ``extra``: input
+    features for both guidance branches (the autoregressive diffusion decoder's embedded tokens).
 
     ``guidance`` > 0 (Cosmos form) or != 1 (standard form) needs ``uncond`` (the embedding of the
     negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents."""
@@ -40,18 +41,21 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
         aug_noise = torch.randn(cond.shape, generator=generator).to(device)
     b = shape[0]
 
+    kw = {} if extra is None else {"extra": extra}
+    kw2 = {} if extra is None else {"extra": torch.cat([extra, extra])}
+
     def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
         sig = torch.full((b,), s, device=device)
         if not use_cfg:
             return model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug,
-                                 aug_noise=aug_noise, fps=fps, t_offset=t_offset)
+                                 aug_noise=aug_noise, fps=fps, t_offset=t_offset, **kw)
         if num_cond:  # the branches differ in their condition: two calls
             c = model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug, aug_noise=aug_noise,
-                              fps=fps, t_offset=t_offset)
-            u = model.denoise(x, sig, uncond, fps=fps, t_offset=t_offset)
+                              fps=fps, t_offset=t_offset, **kw)
+            u = model.denoise(x, sig, uncond, fps=fps, t_offset=t_offset, **kw)
         else:  # one batch of both branches
             both = model.denoise(torch.cat([x, x]), torch.cat([sig, sig]), torch.cat([text, uncond]), fps=fps,
-                                 t_offset=t_offset)
+                                 t_offset=t_offset, **kw2)
             c, u = both.chunk(2)
         out = guided(c, u, guidance, guidance_form)
         if num_cond:

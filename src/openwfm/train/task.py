@@ -76,6 +76,7 @@ def get_task(name: str) -> type[Task]:
 
 def _load_builtin() -> None:
     """Import the modules that register tasks (each model family registers its own)."""
+    import openwfm.autoregressive.decoder  # noqa: F401
     import openwfm.autoregressive.train  # noqa: F401
     import openwfm.diffusion.train  # noqa: F401
     import openwfm.tokenizer.train  # noqa: F401
