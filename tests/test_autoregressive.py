@@ -265,3 +265,23 @@ def test_diffusion_decoder_trains_and_decodes_long_token_videos_in_chunks(tmp_pa
     text = torch.zeros(1, 1, cfg.model.crossattn_emb_channels)
     video = decode_tokens(model, codec, tokens, text, text, steps=2, chunk=4, overlap=2)
     assert video.shape == (1 + 6 * 4, 32, 32, 3) and video.dtype == np.uint8
+
+
+def test_medusa_heads_train_on_a_frozen_base_and_yarn_runs_past_the_trained_length():
+    from openwfm.autoregressive.train import ARWorldModel, MedusaConfig
+
+    torch.manual_seed(0)
+    cfg = get_preset(ARConfig, "tiny")
+    cfg.vocab_size, cfg.latent_shape = 64, (3, 4, 4)
+    cfg.yarn = YarnConfig(scale=2.0, original_shape=(3, 4, 4))
+    m = ARWorldModel(cfg, MedusaConfig(num_heads=2, freeze_base=True, positions=0))
+    base = {k: v.clone() for k, v in m.net.state_dict().items()}
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+    loss, stats = m(torch.randint(0, 64, (2, 3, 4, 4)))
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(base[k], v) for k, v in m.net.state_dict().items())
+    assert any(float(h.weight.detach().abs().sum()) > 0 for h in m.medusa.res) and "medusa2_acc" in stats
+    # trained on 3 latent frames, generating 6 (the learnable table covers scale x the trained length)
+    out = generate(m.net.eval(), torch.randint(0, 64, (1, 16)), 80, SamplingConfig(seed=1), shape=(6, 4, 4))
+    assert out.shape == (1, 96)

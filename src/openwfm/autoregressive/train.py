@@ -35,7 +35,7 @@ class MedusaConfig:
     freeze_base: bool = False  # train only the heads, on a frozen base model
     decay: float = 0.8  # head k's loss weight decay^k
     weight: float = 1.0  # of the heads' loss against the base loss
-    positions: int = 64  # sequence positions the heads train on per batch (0: all)
+    positions: int = 16  # sequence positions the heads train on per batch (0: all)
 
 
 @dataclass
