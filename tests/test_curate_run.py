@@ -67,6 +67,16 @@ def test_every_input_and_clip_is_accounted_for(inputs, tmp_path):
     assert kept and all(r["caption_source"] == "template" and r["caption"] for r in kept)
     index = [e for s in res["shards"] for e in load_index(s)]
     assert sorted(e.key for e in index) == sorted(r["id"] for r in kept)
+    from safetensors import safe_open
+
+    from openwfm.data.shards import TEXT_EXT, read_sample
+
+    text = read_sample(index[0], [TEXT_EXT])[TEXT_EXT]  # the caption's token embeddings ride along
+    (tmp_path / "t.safetensors").write_bytes(text)
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as f:
+        emb, meta = f.get_tensor("embedding"), f.metadata()
+    assert emb.dtype.is_floating_point and emb.shape[1] == 384 and 2 < emb.shape[0] <= 64
+    assert meta["encoder"].startswith("minilm") and meta["caption"] == recs[("clip", index[0].key)]["caption"]
     assert (tmp_path / "out" / "report.html").read_text().count("near-duplicate") >= 1
     with pytest.raises(CurateError, match="--resume"):
         curate([inputs], tmp_path / "out", CFG)

@@ -466,7 +466,7 @@ def curate(inputs: List[Path] = typer.Argument(..., help="Video files and/or dir
            out_dir: Path = typer.Option(..., "--out", "-o", help="Output: clips/, shards/, manifest.jsonl, report.html."),
            engine: str = typer.Option("local", "--engine", help="local | ray"),
            ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
-           workers: int = typer.Option(2, "--workers", "-j", min=1, help="Ray actors."),
+           workers: int = typer.Option(2, "--workers", "-j", min=1, help="Ray actors of the filter stage (the others: ray.split.workers, ray.annotate.workers)."),
            config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
            sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value config overrides, e.g. rules.min_seconds=1"),
            resume: bool = typer.Option(False, "--resume", help="Continue a run in --out (after a crash too).")) -> None:

@@ -42,10 +42,14 @@ def template_caption(info: dict) -> str:
 
 
 class VLMCaptioner:
-    """A local vision-language model: ``AutoProcessor`` + ``AutoModelForImageTextToText``."""
+    """A local vision-language model: ``AutoProcessor`` + ``AutoModelForImageTextToText``.
+
+    The prompt goes through the processor's chat template when it has one. A processor with a video
+    processor gets ``num_frames`` evenly spaced frames as a video; any other gets the middle frame.
+    """
 
     def __init__(self, path: str | os.PathLike, prompt: str = "Describe this video in one sentence.",
-                 max_new_tokens: int = 64, device: str = "cpu"):
+                 max_new_tokens: int = 64, device: str = "cpu", num_frames: int = 8, video: bool | None = None):
         import transformers
 
         path = Path(path)
@@ -53,19 +57,43 @@ class VLMCaptioner:
             raise FileNotFoundError(f"{path}: not a local model directory (no config.json)")
         transformers.utils.logging.disable_progress_bar()
         self.processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
-        self.model = transformers.AutoModelForImageTextToText.from_pretrained(path, local_files_only=True).to(device).eval()
-        self.prompt, self.max_new_tokens, self.device = prompt, max_new_tokens, device
+        self.model = transformers.AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
+        self.model = self.model.to(device).eval()
+        has_video = getattr(self.processor, "video_processor", None) is not None
+        if video and not has_video:
+            raise ValueError(f"{path}: the processor has no video processor; use video=False")
+        self.video = has_video if video is None else video
+        self.max_new_tokens, self.device, self.num_frames = max_new_tokens, device, num_frames
+        self.text = self._prompt(prompt, "video" if self.video else "image")
+
+    def _prompt(self, prompt: str, kind: str) -> str:
+        """The model's input text: its chat template around one image/video placeholder, else a bare prompt."""
+        if getattr(self.processor, "chat_template", None):
+            msgs = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]}]
+            return self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        token = getattr(self.processor, f"{kind}_token", None)
+        return f"{token}\n{prompt}" if token and token not in prompt else prompt
 
     def __call__(self, frames: np.ndarray) -> str:
+        """A caption of uint8 frames (T, H, W, 3), greedy (deterministic), new tokens only."""
         import torch
-        from PIL import Image
 
-        image = Image.fromarray(frames[len(frames) // 2])
-        inputs = self.processor(images=image, text=self.prompt, return_tensors="pt").to(self.device)
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"frames must be uint8 (T, H, W, 3) with T > 0, got {frames.dtype} {frames.shape}")
+        if self.video:
+            idx = np.linspace(0, len(frames) - 1, min(self.num_frames, len(frames))).round().astype(int)
+            media = {"videos": [frames[idx]]}
+        else:
+            from PIL import Image
+
+            media = {"images": [Image.fromarray(frames[len(frames) // 2])]}
+        inputs = self.processor(text=[self.text], return_tensors="pt", **media)
+        inputs = inputs.to(self.model.device, dtype=self.model.dtype)  # dtype: floating tensors only
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        text = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
-        return text.strip()
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
 
 
 def caption(frames: np.ndarray, info: dict, source: str | os.PathLike | None = None,

@@ -1,52 +1,151 @@
-"""The Ray engine: the per-input work on a pool of Ray actors, the manifest written by the driver.
+"""The Ray engine: one actor pool per stage (split, filter, annotate), the manifest written by the driver.
 
-``ray.init`` starts a local Ray (``workers`` CPUs) unless ``address`` names a running cluster. Each actor
-holds its own models (e.g. the captioner) and asks Ray for one CPU (``gpus`` > 0: that many GPUs as
-well); ``ActorPool.map_unordered`` keeps at most one input in flight per actor (backpressure), and each
-result's records reach the manifest as soon as it arrives, so a crash loses at most the inputs in flight.
+``ray.init`` starts a local Ray unless ``address`` names a running cluster. Each stage's actors ask Ray for
+the CPUs and GPUs its ``RayStage`` names (``--set ray.annotate.num_gpus=1`` puts captioning on GPUs) and
+hold their models for the whole run. The driver keeps at most one task in flight per actor and splits new
+inputs only while the filter stage's queue is short (``ray.backlog`` jobs per filter actor): that is the
+backpressure. An input's records reach the manifest as soon as its last clip is annotated, so a crash
+loses at most the inputs in flight, which ``--resume`` does again. An actor that dies (e.g. a decoder
+crash) fails its item with the error and is replaced.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
 from openwfm.curate.manifest import Manifest
-from openwfm.curate.stages import CurateConfig, input_id, process_input
+from openwfm.curate.stages import (CurateConfig, RayStage, annotate_clip, filter_clip, finish_input, input_id,
+                                   split_input)
 
 
-class _Worker:
+class _Split:
     def __init__(self, cfg: CurateConfig, out: str):
-        from openwfm.curate.run import _vlm
+        self.cfg = cfg
 
-        self.cfg, self.out, self.vlm = cfg, out, _vlm(cfg)
+    def run(self, path: str):
+        return split_input(path, self.cfg)
 
-    def run(self, path: str) -> list[dict]:
-        return process_input(path, self.cfg, self.out, self.vlm)
+
+class _Filter:
+    def __init__(self, cfg: CurateConfig, out: str):
+        self.cfg, self.out = cfg, out
+
+    def run(self, job: dict) -> dict:
+        return filter_clip(job, self.cfg, self.out)
+
+
+class _Annotate:
+    def __init__(self, cfg: CurateConfig, out: str):
+        from openwfm.curate.run import _text_encoder, _vlm
+
+        self.out, self.vlm, self.text = out, _vlm(cfg), _text_encoder(cfg)
+
+    def run(self, rec: dict) -> dict:
+        return annotate_clip(rec, self.out, self.vlm, self.text)
+
+
+class _Pool:
+    """A stage's actors, its queue of waiting items and its tasks in flight (future -> (actor, item))."""
+
+    def __init__(self, ray, cls, stage: RayStage, workers: int, args: tuple):
+        self.ray, self.args, self.size = ray, args, workers
+        self.remote = ray.remote(num_cpus=stage.num_cpus, num_gpus=stage.num_gpus)(cls)
+        self.idle = [self.remote.remote(*args) for _ in range(workers)]
+        self.queue: deque = deque()
+        self.busy: dict = {}
+
+    def pump(self) -> None:
+        while self.idle and self.queue:
+            actor, item = self.idle.pop(), self.queue.popleft()
+            self.busy[actor.run.remote(item)] = (actor, item)
+
+    def result(self, fut) -> tuple[object, object, BaseException | None]:
+        """(item, result, error) of a finished task; its actor goes back to idle (or is replaced)."""
+        actor, item = self.busy.pop(fut)
+        try:
+            out, err = self.ray.get(fut), None
+        except self.ray.exceptions.RayActorError as e:
+            out, err, actor = None, e, self.remote.remote(*self.args)
+        except self.ray.exceptions.RayTaskError as e:
+            out, err = None, e
+        self.idle.append(actor)
+        return item, out, err
+
+
+def _workers(stage: RayStage, default: int) -> int:
+    return max(1, stage.workers or default)
 
 
 def run_ray(todo: list[Path], cfg: CurateConfig, out: Path, manifest: Manifest, address: str | None = None,
-            workers: int = 2, on_input: Callable[[str], None] | None = None, gpus: float = 0.0) -> None:
+            workers: int = 2, on_input: Callable[[str], None] | None = None) -> None:
     from openwfm.curate.run import CurateError, write_records
 
     try:
         import ray
-        from ray.util import ActorPool
     except ImportError as e:
         raise CurateError("the ray engine needs Ray: pip install 'ray>=2.9' (or use --engine local)") from e
+    rc = cfg.ray
+    stages = [(rc.split, _workers(rc.split, 1)), (rc.filter, _workers(rc.filter, workers)),
+              (rc.annotate, _workers(rc.annotate, 1))]
     started = not ray.is_initialized()
-    if started:
-        kw = {"address": address} if address else {"num_cpus": workers}
+    if started:  # a local Ray with room for every actor
+        kw = {"address": address} if address else {"num_cpus": math.ceil(sum(s.num_cpus * n for s, n in stages))}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
     try:
-        actor = ray.remote(num_cpus=1, num_gpus=gpus)(_Worker)
-        pool = ActorPool([actor.remote(cfg, str(out)) for _ in range(max(1, workers))])
-        for p in todo:
-            manifest.record("input", input_id(p), "started", path=str(p))
-        for records in pool.map_unordered(lambda a, p: a.run.remote(str(p)), todo):
+        args = (cfg, str(out))
+        split, filt, annotate = (_Pool(ray, cls, s, n, args) for cls, (s, n) in zip((_Split, _Filter, _Annotate), stages))
+        waiting = deque(todo)
+        inputs: dict[str, dict] = {}  # input id -> {"rec", "dropped", "clips", "left"}
+
+        def finish(iid: str) -> None:
+            st = inputs.pop(iid)
+            records = finish_input(st["rec"], st["dropped"], sorted(st["clips"], key=lambda r: r["id"]))
             write_records(manifest, records)
             if on_input:
-                on_input(next(r["path"] for r in records if r["type"] == "input"))
+                on_input(st["rec"]["path"])
+
+        def clip_done(rec: dict) -> None:
+            st = inputs[rec["input"]]
+            st["clips"].append(rec)
+            st["left"] -= 1
+            if st["left"] == 0:
+                finish(rec["input"])
+
+        while waiting or inputs or split.busy:
+            while waiting and len(split.queue) + len(split.busy) < split.size and \
+                    len(filt.queue) < rc.backlog * filt.size:
+                p = waiting.popleft()
+                manifest.record("input", input_id(p), "started", path=str(p))
+                split.queue.append(str(p))
+            for pool in (split, filt, annotate):
+                pool.pump()
+            futures = [*split.busy, *filt.busy, *annotate.busy]
+            if not futures:
+                continue
+            (fut,), _ = ray.wait(futures, num_returns=1)
+            if fut in split.busy:
+                path, res, err = split.result(fut)
+                if err is not None:
+                    res = ({"type": "input", "id": input_id(path), "path": path, "status": "failed",
+                            "error": f"worker failed: {type(err).__name__}: {err}"}, [], [])
+                rec, dropped, jobs = res
+                inputs[rec["id"]] = {"rec": rec, "dropped": dropped, "clips": [], "left": len(jobs)}
+                filt.queue.extend(jobs)
+                if not jobs:
+                    finish(rec["id"])
+            else:
+                pool = filt if fut in filt.busy else annotate
+                item, rec, err = pool.result(fut)
+                if err is not None:
+                    base = item["rec"] if pool is filt else item
+                    rec = {**base, "status": "failed", "error": f"worker failed: {type(err).__name__}: {err}"}
+                if pool is filt and rec["status"] == "kept":
+                    annotate.queue.append(rec)
+                else:
+                    clip_done(rec)
     finally:
         if started:
             ray.shutdown()

@@ -69,10 +69,10 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
                 manifest.record("input", input_id(p), "failed", path=str(p), error="no such file")
         todo = [p for p in todo if p.exists()]
         if engine == "local":
-            vlm = _vlm(cfg)
+            vlm, text_encoder = _vlm(cfg), _text_encoder(cfg)
             for p in todo:
                 manifest.record("input", input_id(p), "started", path=str(p))
-                write_records(manifest, process_input(p, cfg, out, vlm))
+                write_records(manifest, process_input(p, cfg, out, vlm, text_encoder))
                 if on_input:
                     on_input(str(p))
         elif engine == "ray":
@@ -96,6 +96,14 @@ def _vlm(cfg: CurateConfig):
     from openwfm.curate.caption import VLMCaptioner
 
     return VLMCaptioner(cfg.caption_model)
+
+
+def _text_encoder(cfg: CurateConfig):
+    if not cfg.text_encoder:
+        return None
+    from openwfm.text import make_encoder
+
+    return make_encoder(cfg.text_encoder, cfg.text_encoder_path, cfg.text_max_length)
 
 
 def run_dedup(manifest: Manifest, out: Path, cfg: CurateConfig) -> int:
@@ -129,8 +137,10 @@ def _group(rec: dict) -> str:
 
 
 def write_shards(manifest: Manifest, out: Path, cfg: CurateConfig) -> list[Path]:
-    """Kept clips -> ``out/shards/<group>/`` WebDataset shards (mp4 + json), rewritten from the manifest."""
+    """Kept clips -> ``out/shards/<group>/`` WebDataset shards (mp4, json and the caption's token
+    embeddings as ``text.safetensors``), rewritten from the manifest."""
     from openwfm.data import pack_samples
+    from openwfm.data.shards import TEXT_EXT
 
     kept = [r for r in manifest.records("clip") if r["status"] == "kept"]
     groups: dict[str, list[dict]] = {}
@@ -146,8 +156,11 @@ def write_shards(manifest: Manifest, out: Path, cfg: CurateConfig) -> list[Path]
                 meta = {"caption": r["caption"], "caption_source": r["caption_source"], "fps": r["fps"],
                         "source": r["source"], "start": r["start"], "end": r["end"], "scores": r["scores"],
                         "clip": r["id"]}
-                yield r["id"].replace(".", "_"), {"mp4": (out / r["file"]).read_bytes(),
-                                                  "json": json.dumps(meta).encode()}
+                members = {"mp4": (out / r["file"]).read_bytes(), "json": json.dumps(meta).encode()}
+                text = out / "clips" / f"{r['id']}.{TEXT_EXT}"
+                if cfg.text_encoder and text.is_file():
+                    members[TEXT_EXT] = text.read_bytes()
+                yield r["id"].replace(".", "_"), members
         written.append(pack_samples(samples(), tmp / name, maxcount=cfg.shard_maxcount))
     shutil.rmtree(root, ignore_errors=True)
     if tmp.exists():

@@ -1,10 +1,12 @@
-"""The per-input work of the curator, as plain functions an engine (local or Ray) calls.
+"""The curator's work as three stages of plain functions that an engine (local or Ray) calls:
 
-``process_input(path, cfg, out_dir)`` splits one video into shots, cuts clips by the clip rules,
-transcodes each kept clip to ``out_dir/clips/<id>.mp4`` (atomically), runs the filters, captions and
-embeds it, and returns the manifest records of the input and its clips — it writes no manifest itself,
-so every engine produces the same records. A clip that fails is recorded as failed with its error; an
-input that cannot be read is recorded as failed (quarantined) and never stops the run.
+1. ``split_input(path)``: shots of one video, clips cut by the clip rules -> clip jobs;
+2. ``filter_clip(job)``: transcode, filters (motion, quality, looks, type, overlay text), embedding; a
+   kept clip's mp4 is written to ``out_dir/clips/<id>.mp4`` atomically;
+3. ``annotate_clip(record)``: caption and caption embedding.
+``finish_input`` gathers an input's records. No stage writes the manifest, so every engine produces the
+same records. A clip that fails is recorded as failed with its error; an input that cannot be read is
+recorded as failed (quarantined) and never stops the run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import av
 import cv2
 import numpy as np
 
+from openwfm.curate.aesthetic import AestheticConfig
 from openwfm.curate.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
 from openwfm.curate.split import ClipRules, SplitConfig, clips, find_transitions, shots
@@ -32,6 +35,23 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 @dataclass
+class RayStage:
+    """One stage's Ray actor pool: actors and the resources each asks for."""
+
+    workers: int = 1  # 0: the engine's --workers
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+@dataclass
+class RayConfig:
+    split: RayStage = field(default_factory=lambda: RayStage(1, 0.5))
+    filter: RayStage = field(default_factory=lambda: RayStage(0, 1.0))
+    annotate: RayStage = field(default_factory=lambda: RayStage(1, 0.5))
+    backlog: int = 4  # clip jobs queued per filter actor before more inputs are split (backpressure)
+
+
+@dataclass
 class CurateConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     rules: ClipRules = field(default_factory=ClipRules)
@@ -41,13 +61,19 @@ class CurateConfig:
     text_filter: bool = True  # OCR-based overlay-text filter (rapidocr)
     type: TypeConfig = field(default_factory=TypeConfig)
     type_filter: bool = True  # video-type classifier (skipped when its weights are not installed)
+    aesthetic: AestheticConfig = field(default_factory=AestheticConfig)
+    aesthetic_filter: bool = True  # learned looks score (skipped when its weights are not installed)
     fps: float = 0.0  # transcode frame rate (0: keep the source's)
     short_side: int = 256  # transcode size (0: keep)
     crf: int = 18
     caption_model: str = ""  # local vision-language model directory ("" = template captions)
+    text_encoder: str = "minilm"  # caption embeddings in the shards: minilm | t5 | "" (none)
+    text_encoder_path: str = ""  # local model directory ("" = MiniLM from its wheel)
+    text_max_length: int = 64
     dedup_threshold: float = 0.95  # cosine similarity of near-duplicates
     shard_maxcount: int = 500
     seed: int = 0
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 def input_id(path: str | os.PathLike) -> str:
@@ -119,19 +145,26 @@ def _transcode(frames: np.ndarray, src_fps: float, cfg: CurateConfig) -> tuple[n
     return frames, fps
 
 
-def _type_weights() -> bool:
-    from openwfm.curate.videotype import WEIGHTS
+def _shipped(module: str) -> bool:
+    """Whether a shipped classifier's weights are installed (``assets/<module>/model.safetensors``)."""
+    return (Path(__file__).resolve().parent.parent / "assets" / module / "model.safetensors").is_file()
 
-    return (WEIGHTS / "model.safetensors").is_file()
+
+def _looks_frames(frames: np.ndarray, num: int = 4, short_side: int = 256) -> np.ndarray:
+    """``num`` frames spread over the clip at a short side of 256 px, whatever the transcode size: the
+    clip embedding (dedup, looks score) is calibrated at that scale."""
+    idx = np.linspace(0, len(frames) - 1, min(num, len(frames))).round().astype(int)
+    h, w = frames.shape[1:3]
+    s = short_side / min(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, size, interpolation=interp) for f in frames[idx]])
 
 
-def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.PathLike, vlm=None) -> list[dict]:
-    """Manifest records for one input: its clips, then the input itself (status done or failed)."""
-    from openwfm.curate.caption import caption
-    from openwfm.curate.dedup import clip_embedding
-    from openwfm.video import read_video, write_video
-
-    path, out = Path(path), Path(out_dir)
+def split_input(path: str | os.PathLike, cfg: CurateConfig) -> tuple[dict, list[dict], list[dict]]:
+    """Stage 1 (split): (input record, dropped-clip records, clip jobs). The input record's status is
+    ``done`` (its clip count is added once its clips are finished) or ``failed`` (unreadable: quarantined)."""
+    path = Path(path)
     iid = input_id(path)
     base = {"type": "input", "id": iid, "path": str(path)}
     try:
@@ -139,46 +172,101 @@ def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.
         if fps <= 0:
             raise ValueError("the stream has no frame rate")
     except Exception as e:  # noqa: BLE001 - any unreadable input is quarantined, never fatal
-        return [{**base, "status": "failed", "error": f"unreadable video: {type(e).__name__}: {e}"}]
+        return {**base, "status": "failed", "error": f"unreadable video: {type(e).__name__}: {e}"}, [], []
     transitions = find_transitions(small, cfg.split)
     kept, dropped = clips(shots(len(small), transitions), fps, cfg.rules)
-    records = []
-    for k, (s, e, reason) in enumerate(dropped):
-        records.append({"type": "clip", "id": f"{iid}-d{k:03d}", "input": iid, "status": "dropped", "reason": reason,
-                        "start": s / fps, "end": e / fps})
-    (out / "clips").mkdir(parents=True, exist_ok=True)
-    for k, (s, e) in enumerate(kept):
-        cid = f"{iid}-{k:04d}"
-        rec = {"type": "clip", "id": cid, "input": iid, "start": s / fps, "end": e / fps, "source": str(path)}
-        try:
-            frames, clip_fps = _transcode(read_video(path, s, e).frames, fps, cfg)
-            scores = {**motion_scores(frames, clip_fps, cfg.motion), **quality_scores(frames, cfg.quality),
-                      "duration": len(frames) / clip_fps, "width": frames.shape[2], "height": frames.shape[1]}
-            why = motion_decision(scores, cfg.motion) or quality_decision(scores, cfg.quality)
-            if not why and cfg.type_filter and _type_weights():
-                from openwfm.curate.videotype import type_decision, type_scores
+    dropped_recs = [{"type": "clip", "id": f"{iid}-d{k:03d}", "input": iid, "status": "dropped", "reason": reason,
+                     "start": s / fps, "end": e / fps} for k, (s, e, reason) in enumerate(dropped)]
+    jobs = [{"rec": {"type": "clip", "id": f"{iid}-{k:04d}", "input": iid, "start": s / fps, "end": e / fps,
+                     "source": str(path)}, "frames": (s, e), "fps": fps} for k, (s, e) in enumerate(kept)]
+    return ({**base, "status": "done", "fps": fps, "frames": len(small), "transitions": len(transitions)},
+            dropped_recs, jobs)
 
-                scores.update(type_scores(frames))
-                why = type_decision(scores, cfg.type)
-            if not why and cfg.text_filter:  # the slowest filter runs last, on what survived the others
-                scores.update(text_scores(frames, cfg.text))
-                why = text_decision(scores, cfg.text)
-            rec.update(scores=scores, fps=clip_fps, frames=len(frames))
-            if why:
-                records.append({**rec, "status": "dropped", "reason": why})
-                continue
-            text, how = caption(frames, scores, path, vlm)
-            fd, tmp = tempfile.mkstemp(prefix=f".{cid}.", suffix=".mp4", dir=out / "clips")
-            os.close(fd)
-            write_video(tmp, frames, clip_fps, crf=cfg.crf)
-            os.replace(tmp, out / "clips" / f"{cid}.mp4")
-            np.save(out / "clips" / f"{cid}.emb.npy", clip_embedding(frames))
-            records.append({**rec, "status": "kept", "caption": text, "caption_source": how,
-                            "file": f"clips/{cid}.mp4"})
-        except Exception as e:  # noqa: BLE001 - a failing clip is recorded, the rest go on
-            log.warning("%s: clip %s failed: %s", path, cid, e)
-            records.append({**rec, "status": "failed", "error": f"{type(e).__name__}: {e}"})
-    n_kept = sum(r["status"] == "kept" for r in records)
-    records.append({**base, "status": "done", "fps": fps, "frames": len(small), "transitions": len(transitions),
-                    "clips": n_kept})
-    return records
+
+def filter_clip(job: dict, cfg: CurateConfig, out_dir: str | os.PathLike) -> dict:
+    """Stage 2 (transcode + filters + embedding): the clip's record, ``kept`` (its mp4 and embedding
+    written, not yet captioned), ``dropped`` with the first failing filter's reason, or ``failed``."""
+    from openwfm.curate.dedup import clip_embedding
+    from openwfm.video import read_video, write_video
+
+    rec, (s, e), out = dict(job["rec"]), job["frames"], Path(out_dir)
+    try:
+        source = read_video(rec["source"], s, e).frames
+        frames, clip_fps = _transcode(source, job["fps"], cfg)
+        scores = {**motion_scores(frames, clip_fps, cfg.motion), **quality_scores(frames, cfg.quality),
+                  "duration": len(frames) / clip_fps, "width": frames.shape[2], "height": frames.shape[1]}
+        why = motion_decision(scores, cfg.motion) or quality_decision(scores, cfg.quality)
+        emb = None
+        if not why:
+            emb = clip_embedding(_looks_frames(source))
+            if cfg.aesthetic_filter and _shipped("aesthetic"):
+                from openwfm.curate.aesthetic import aesthetic_decision, aesthetic_score
+
+                scores["aesthetic"] = aesthetic_score(emb)
+                why = aesthetic_decision(scores, cfg.aesthetic)
+        if not why and cfg.type_filter and _shipped("videotype"):
+            from openwfm.curate.videotype import type_decision, type_scores
+
+            scores.update(type_scores(frames))
+            why = type_decision(scores, cfg.type)
+        if not why and cfg.text_filter:  # the slowest filter runs last, on what survived the others
+            scores.update(text_scores(frames, cfg.text))
+            why = text_decision(scores, cfg.text)
+        rec.update(scores=scores, fps=clip_fps, frames=len(frames))
+        if why:
+            return {**rec, "status": "dropped", "reason": why}
+        (out / "clips").mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{rec['id']}.", suffix=".mp4", dir=out / "clips")
+        os.close(fd)
+        write_video(tmp, frames, clip_fps, crf=cfg.crf)
+        os.replace(tmp, out / "clips" / f"{rec['id']}.mp4")
+        np.save(out / "clips" / f"{rec['id']}.emb.npy", emb)
+        return {**rec, "status": "kept", "file": f"clips/{rec['id']}.mp4"}
+    except Exception as e:  # noqa: BLE001 - a failing clip is recorded, the rest go on
+        log.warning("%s: clip %s failed: %s", rec["source"], rec["id"], e)
+        return {**rec, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+
+
+def annotate_clip(rec: dict, out_dir: str | os.PathLike, vlm=None, text_encoder=None) -> dict:
+    """Stage 3 (caption + text embedding) of a kept clip: the model-heavy stage (a GPU stage on Ray).
+    The caption's token embeddings go to ``clips/<id>.text.safetensors`` (float16, padding cut off)."""
+    from openwfm.curate.caption import caption
+
+    if rec["status"] != "kept":
+        return rec
+    out = Path(out_dir)
+    try:
+        frames = None
+        if vlm is not None:
+            from openwfm.video import read_video
+
+            frames = read_video(out / rec["file"]).frames
+        text, how = caption(frames, rec["scores"], rec["source"], vlm)
+        rec = {**rec, "caption": text, "caption_source": how}
+        if text_encoder is not None:
+            from safetensors.torch import save_file
+
+            emb, mask = text_encoder.encode([text])
+            path = out / "clips" / f"{rec['id']}.text.safetensors"
+            save_file({"embedding": emb[0, : int(mask[0].sum())].half().contiguous()}, str(path) + ".tmp",
+                      metadata={"encoder": text_encoder.name, "caption": text})
+            os.replace(str(path) + ".tmp", path)
+        return rec
+    except Exception as e:  # noqa: BLE001 - a failing clip is recorded, the rest go on
+        log.warning("clip %s: captioning failed: %s", rec["id"], e)
+        return {**rec, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+
+
+def finish_input(input_rec: dict, dropped: list[dict], clip_recs: list[dict]) -> list[dict]:
+    """An input's manifest records, written together once all its clips are done: clips, then the input."""
+    if input_rec["status"] == "done":
+        input_rec = {**input_rec, "clips": sum(r["status"] == "kept" for r in clip_recs)}
+    return [*dropped, *clip_recs, input_rec]
+
+
+def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.PathLike, vlm=None,
+                  text_encoder=None) -> list[dict]:
+    """All three stages for one input, in this process (the local engine)."""
+    input_rec, dropped, jobs = split_input(path, cfg)
+    recs = [annotate_clip(filter_clip(job, cfg, out_dir), out_dir, vlm, text_encoder) for job in jobs]
+    return finish_input(input_rec, dropped, recs)
