@@ -20,3 +20,14 @@ OMP_NUM_THREADS=1 .venv/bin/python -m openwfm.curate.train_videotype \
   --animation "$SKV/bigbuckbunny.mp4" --synthetic "$W/sim-train" \
   --val-natural "$W/raw/cup.mp4" "$SKV/carphone_pristine.mp4" --val-synthetic "$W/sim-heldout" \
   --out src/openwfm/assets/videotype
+
+# looks ("aesthetic-style") score: clean clips vs degraded copies, EffNet clip embeddings, logistic head
+PHOTOS="aero1.jpg aloeL.jpg apple.jpg baboon.jpg basketball1.png blox.jpg board.jpg box_in_scene.png building.jpg \
+butterfly.jpg chicky_512.png ela_original.jpg fruits.jpg graf1.png home.jpg left01.jpg leuvenA.jpg messi5.jpg \
+orange.jpg rubberwhale1.png smarties.png squirrel_cls.jpg stuff.jpg"   # in this order (one random stream)
+OMP_NUM_THREADS=1 .venv/bin/python -m openwfm.curate.train_aesthetic \
+  --train "$OCV/vtest.avi" "$OCV/tree.avi" "$W/raw/box.mp4" "$SKV/bikes.mp4" "$SKV/bigbuckbunny.mp4" \
+  --photos $(for n in $PHOTOS; do echo "$OCV/$n"; done) --photo-clips 4 \
+  --val "$W/raw/cup.mp4" "$SKV/carphone_pristine.mp4" \
+  --check "$SKV/carphone_distorted.mp4" "$OCV/Megamind.avi" "$OCV/licenseplate_motion.jpg" "$OCV/text_defocus.jpg" \
+  --out src/openwfm/assets/aesthetic
