@@ -98,21 +98,36 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, cfg: ARConfig):
+class _Attention(nn.Module):
+    """Projections shared by self- and cross-attention: GQA heads, QK RMSNorm per head, no biases."""
+
+    def __init__(self, cfg: ARConfig, kv_dim: int):
         super().__init__()
         self.h, self.kv, self.d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(kv_dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(kv_dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         self.q_norm, self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps), RMSNorm(cfg.head_dim, cfg.norm_eps)
 
-    def forward(self, x, cos, sin, layer: int, cache: KVCache | None = None) -> torch.Tensor:
-        b, n, _ = x.shape
+    def qkv(self, x: torch.Tensor, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, heads, n, D) queries of x and (B, kv_heads, m, D) keys / values of src."""
+        b, n, m = x.shape[0], x.shape[1], src.shape[1]
         q = self.q_norm(self.wq(x).view(b, n, self.h, self.d)).transpose(1, 2)
-        k = self.k_norm(self.wk(x).view(b, n, self.kv, self.d)).transpose(1, 2)
-        v = self.wv(x).view(b, n, self.kv, self.d).transpose(1, 2)
+        k = self.k_norm(self.wk(src).view(b, m, self.kv, self.d)).transpose(1, 2)
+        return q, k, self.wv(src).view(b, m, self.kv, self.d).transpose(1, 2)
+
+    def out(self, o: torch.Tensor) -> torch.Tensor:
+        return self.wo(o.transpose(1, 2).flatten(2))
+
+
+class SelfAttention(_Attention):
+    def __init__(self, cfg: ARConfig):
+        super().__init__(cfg, cfg.dim)
+
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | None = None) -> torch.Tensor:
+        n = x.shape[1]
+        q, k, v = self.qkv(x, x)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         past = 0
         if cache is not None:
@@ -120,31 +135,20 @@ class SelfAttention(nn.Module):
             k, v = cache.update(layer, k, v)
         # causal: query i (absolute position past + i) sees keys 0 .. past + i
         mask = None if n == 1 else torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(past)
-        o = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, enable_gqa=True)
-        return self.wo(o.transpose(1, 2).reshape(b, n, self.h * self.d))
+        return self.out(F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
+                                                       enable_gqa=True))
 
 
-class CrossAttention(nn.Module):
-    """Queries from the video tokens, keys / values from the text (no rotation); QK RMSNorm."""
+class CrossAttention(_Attention):
+    """Queries from the video tokens, keys / values from the text (no rotation)."""
 
     def __init__(self, cfg: ARConfig):
-        super().__init__()
-        self.h, self.kv, self.d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.context_dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.context_dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
-        self.q_norm, self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps), RMSNorm(cfg.head_dim, cfg.norm_eps)
+        super().__init__(cfg, cfg.context_dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None):
-        b, n, _ = x.shape
-        m = context.shape[1]
-        q = self.q_norm(self.wq(x).view(b, n, self.h, self.d)).transpose(1, 2)
-        k = self.k_norm(self.wk(context).view(b, m, self.kv, self.d)).transpose(1, 2)
-        v = self.wv(context).view(b, m, self.kv, self.d).transpose(1, 2)
+        q, k, v = self.qkv(x, context)
         mask = None if context_mask is None else context_mask.bool()[:, None, None, :]
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-        return self.wo(o.transpose(1, 2).reshape(b, n, self.h * self.d))
+        return self.out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True))
 
 
 class SwiGLU(nn.Module):

@@ -148,14 +148,10 @@ class ARTask(Task):
         return self._tok
 
     def make_loader(self, data_cfg, env: DistEnv, epoch: int, position: int):
-        from openwfm.data import load_index
-        from openwfm.diffusion.latents import latent_loader
+        from openwfm.diffusion.latents import precomputed_loader
 
-        if data_cfg.shards and getattr(self, "_index_for", None) != data_cfg.shards:
-            self._index, self._index_for = load_index(data_cfg.shards), data_cfg.shards
-        if data_cfg.shards and any(e.kind == "latent" for e in self._index):
-            return latent_loader(data_cfg, self._index, env.dp_rank, env.dp_size, epoch, position)
-        return super().make_loader(data_cfg, env, epoch, position)
+        return precomputed_loader(self, data_cfg, env, epoch, position) or \
+            super().make_loader(data_cfg, env, epoch, position)
 
     def token_grid(self, batch: dict) -> torch.Tensor:
         """(B, T', H', W') token indices of a batch: tokenized on the fly, or precomputed (and checked)."""

@@ -119,3 +119,15 @@ def latent_loader(data_cfg: DataConfig, index, rank: int, world: int, epoch: int
     sampler.load_state_dict({"epoch": epoch, "position": position})
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=data_cfg.num_workers, collate_fn=collate,
                                        generator=torch.Generator().manual_seed(data_cfg.seed))
+
+
+def precomputed_loader(task, data_cfg: DataConfig, env, epoch: int, position: int):
+    """``latent_loader`` when ``data.shards`` hold precomputed latents or tokens, else None (the task then
+    reads videos); the shard index is loaded once per task and shard set."""
+    if not data_cfg.shards:
+        return None
+    if getattr(task, "_index_for", None) != data_cfg.shards:
+        task._index, task._index_for = load_index(data_cfg.shards), data_cfg.shards
+    if any(e.kind == "latent" for e in task._index):
+        return latent_loader(data_cfg, task._index, env.dp_rank, env.dp_size, epoch, position)
+    return None
