@@ -2,7 +2,8 @@
 
     python benchmarks/ar_decode.py [--run runs/ar-tiny] [--tokens /work/data/ar-tokens] [--new 256]
 
-Part 1 (KV cache): a random-init tiny model (its speed does not depend on its weights) continues a
+Part 1 (KV cache): random-init models (speed does not depend on weights; the tiny preset 2 x 64 and a
+small 8 x 256) continue a
 ``--context``-token prompt by ``--new`` tokens, greedy, recomputing the whole sequence per token (only the
 last position projected to the vocabulary) vs feeding one token at a time through the cache; the outputs
 must be equal. Part 2 (Medusa): the trained model of ``--run`` (with Medusa heads) continues the first
@@ -34,18 +35,19 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def part_cache(context: int, new: int) -> None:
+def part_cache(context: int, new: int, dim: int, layers: int) -> None:
     torch.manual_seed(0)
     cfg = get_preset(ARConfig, "tiny")
     cfg.latent_shape = (8, 16, 16)  # 2048 positions
+    cfg.dim, cfg.n_layers, cfg.n_heads, cfg.ffn_hidden_size = dim, layers, dim // 16, 4 * dim
     model = ARTransformer(cfg).eval()
     prompt = torch.randint(0, cfg.vocab_size, (1, context))
     shape = cfg.latent_shape
     generate(model, prompt[:, :64], 4, GREEDY, shape=shape)  # warm-up
     ref, t_full = timed(lambda: generate(model, prompt, new, GREEDY, shape=shape, use_cache=False))
     out, t_cache = timed(lambda: generate(model, prompt, new, GREEDY, shape=shape))
-    print(f"[cache] tiny model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params), "
-          f"context {context} -> {context + new} tokens")
+    print(f"[cache] {layers} x {dim} model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, "
+          f"vocab 64,000), context {context} -> {context + new} tokens")
     print(f"  no cache : {new / t_full:8.1f} tokens/s")
     print(f"  KV cache : {new / t_cache:8.1f} tokens/s   speed-up {t_full / t_cache:.1f}x   "
           f"identical output: {torch.equal(ref, out)}")
@@ -95,7 +97,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')})")
-    part_cache(args.context, args.new)
+    for dim, layers in ((64, 2), (256, 8)):  # the tiny preset, and a small model whose layers outweigh the vocab
+        part_cache(args.context, args.new, dim, layers)
     if args.run:
         part_medusa(args.run, args.tokens, args.clips, args.draft)
 

@@ -41,9 +41,13 @@ class MedusaHeads(nn.Module):
         for lin in self.res:
             nn.init.zeros_(lin.weight)
 
-    def forward(self, h: torch.Tensor, output: nn.Module) -> torch.Tensor:
-        """(K, ..., vocab) logits of the K heads for hidden states h (..., dim)."""
-        return torch.stack([output(h + F.silu(lin(h))) for lin in self.res])
+    def forward(self, h: torch.Tensor, output: nn.Module, num: int | None = None) -> torch.Tensor:
+        """(K, ..., vocab) logits of the first ``num`` (default all K) heads for hidden states h (..., dim);
+        the heads' layers run as one fused matmul (Cosmos' concatenated heads), then one vocabulary projection."""
+        res = self.res[:num]
+        w = torch.cat([lin.weight for lin in res])  # (k * dim, dim)
+        r = F.silu(F.linear(h, w)).unflatten(-1, (len(res), h.shape[-1])).movedim(-2, 0)  # (k, ..., dim)
+        return output(h + r)
 
 
 def medusa_loss(heads: MedusaHeads, hidden: torch.Tensor, output: nn.Module, tokens: torch.Tensor,
@@ -86,33 +90,38 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
     total = prompt.shape[1] + num_new
     cache = KVCache(model.cfg, 1, total + k_max + 1, prompt.device, next(model.parameters()).dtype)
     logits, hidden = model(prompt, cache, context, context_mask, shape, return_hidden=True, last_only=True)
-    pending = _draw(token_probs(logits[0, -1], cfg), gen)
+    pending = int(logits[0, -1].argmax()) if greedy else _draw(token_probs(logits[0, -1], cfg), gen)
     h = hidden[0, -1]
     out = prompt[0].tolist() + [pending]
     stats = {"rounds": 0, "drafted": 0, "accepted": 0}
     while len(out) < total:
         k = min(k_max, total - len(out))  # drafts beyond the requested length are never needed
-        q = token_probs(heads(h, model.output)[:k], cfg)  # (k, vocab)
-        drafts = q.argmax(-1) if greedy else torch.multinomial(q.cpu(), 1, generator=gen)[:, 0].to(q.device)
-        step = torch.tensor([[pending, *drafts.tolist()]], device=prompt.device)
+        head_logits = heads(h, model.output, k)  # (k, vocab)
+        if greedy:
+            drafts = head_logits.argmax(-1)
+        else:
+            q = token_probs(head_logits, cfg)
+            drafts = torch.multinomial(q.cpu(), 1, generator=gen)[:, 0].to(q.device)
+        step = torch.cat([torch.tensor([pending], device=prompt.device), drafts])[None]
         start = cache.length
         logits, hidden = model(step, cache, context, context_mask, shape, return_hidden=True)
-        p = token_probs(logits[0], cfg)  # (k + 1, vocab): the base's distribution after each input
-        accepted, nxt = 0, None
-        for i in range(k):
-            d = int(drafts[i])
-            if greedy:
-                ok = int(p[i].argmax()) == d
-            else:
-                ok = torch.rand((), generator=gen).item() < min(1.0, float(p[i, d] / q[i, d]))
-            if not ok:
-                if not greedy:
+        if greedy:  # the longest prefix of drafts equal to the base's argmax; then the base's next token
+            base = logits[0].argmax(-1)
+            agree = (base[:k] == drafts).int()
+            accepted = int(agree.cumprod(0).sum())
+            nxt = int(base[accepted])
+        else:
+            p = token_probs(logits[0], cfg)  # (k + 1, vocab): the base's distribution after each input
+            accepted, nxt = 0, None
+            for i in range(k):
+                d = int(drafts[i])
+                if torch.rand((), generator=gen).item() >= min(1.0, float(p[i, d] / q[i, d])):
                     resid = (p[i] - q[i]).clamp_min(0)
                     nxt = _draw(resid / resid.sum() if resid.sum() > 0 else p[i], gen)
-                break
-            accepted += 1
-        if nxt is None:
-            nxt = _draw(p[accepted], gen)
+                    break
+                accepted += 1
+            if nxt is None:
+                nxt = _draw(p[accepted], gen)
         out += drafts[:accepted].tolist() + [nxt]
         pending, h = nxt, hidden[0, accepted]
         cache.length = start + 1 + accepted  # drop the rejected drafts' keys and values
