@@ -52,6 +52,7 @@ class ARRunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.text.validate()
         if self.medusa.num_heads < 0:
             raise ConfigError(f"medusa.num_heads must be >= 0, got {self.medusa.num_heads}")
         if self.medusa.freeze_base and not self.medusa.num_heads:

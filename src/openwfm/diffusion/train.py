@@ -32,6 +32,14 @@ class TextConfig:
     max_length: int = 64
     dropout: float = 0.2  # prompts zeroed in training, for classifier-free guidance
 
+    def validate(self) -> None:
+        if self.encoder not in ("minilm", "t5"):
+            raise ConfigError(f"text.encoder must be 'minilm' or 't5', got '{self.encoder}'")
+        if self.encoder == "t5" and not self.path:
+            raise ConfigError("text.encoder=t5 needs text.path: a local T5 directory (nothing is downloaded)")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"text.dropout must be in [0, 1), got {self.dropout}")
+
 
 @dataclass
 class DiffusionRunConfig:
@@ -49,12 +57,7 @@ class DiffusionRunConfig:
         self.edm.validate()
         self.data.validate()
         self.train.validate()
-        if self.text.encoder not in ("minilm", "t5"):
-            raise ConfigError(f"text.encoder must be 'minilm' or 't5', got '{self.text.encoder}'")
-        if self.text.encoder == "t5" and not self.text.path:
-            raise ConfigError("text.encoder=t5 needs text.path: a local T5 directory (nothing is downloaded)")
-        if not 0 <= self.text.dropout < 1:
-            raise ConfigError(f"text.dropout must be in [0, 1), got {self.text.dropout}")
+        self.text.validate()
         if self.v2w.enabled and self.v2w.num_input_frames >= self.data.num_frames:
             raise ConfigError(f"v2w.num_input_frames={self.v2w.num_input_frames} leaves nothing to predict in "
                               f"clips of data.num_frames={self.data.num_frames}")
