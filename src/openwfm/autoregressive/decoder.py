@@ -147,7 +147,7 @@ def decode_tokens(model: DecoderModel, codec, tokens: torch.Tensor, text: torch.
                  part.shape[3] * spatial_scale)
         z = sample_latents(model, text, shape, uncond=uncond, guidance=guidance, sampler="2ab", steps=steps,
                            sigma_min=sigma_min, sigma_max=sigma_max, generator=gen,
-                           extra=model.token_features(part, shape[2:]))
+                           net_kw={"extra": model.token_features(part, shape[2:])})
         pieces.append(from_tensor(codec.decode(z).clamp(-1, 1)[0].cpu()))
         pixel_starts.append(a * tc)
     total = 1 + (t_lat - 1) * tc

@@ -45,6 +45,7 @@ class DiTConfig:
     concat_padding_mask: bool = True
     condition_mask: bool = False  # Video2World: one more input channel marking the conditioning frames
     extra_channels: int = 0  # conditioning features concatenated to the input (the AR diffusion decoder's tokens)
+    action_dim: int = 0  # robot post-training: a per-sample action vector, MLP-embedded into the timestep embedding
     qk_norm_eps: float = 1e-6
 
     @property
@@ -164,6 +165,10 @@ class DiT(nn.Module):
         self.t_fc1 = nn.Linear(d, d, bias=False)  # shared AdaLN modulation: sinusoid -> silu MLP -> 3d
         self.t_fc2 = nn.Linear(d, 3 * d, bias=False)
         self.t_norm = RMSNorm(d)
+        if cfg.action_dim:  # zero-initialized output: the action-conditioned model starts as the base model
+            self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, d), nn.SiLU(), nn.Linear(d, d))
+            nn.init.zeros_(self.action_embed[2].weight)
+            nn.init.zeros_(self.action_embed[2].bias)
         if cfg.pos_emb_learnable:
             t, h, w = cfg.max_size[0] // pt, cfg.max_size[1] // p, cfg.max_size[2] // p
             self.pos_t, self.pos_h, self.pos_w = (nn.Parameter(torch.zeros(n, d)) for n in (t, h, w))
@@ -200,11 +205,13 @@ class DiT(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor | None = None, fps: float | None = None,
                 padding_mask: torch.Tensor | None = None, condition_mask: torch.Tensor | None = None,
-                t_offset: int = 0, cp_group=None, extra: torch.Tensor | None = None) -> torch.Tensor:
+                t_offset: int = 0, cp_group=None, extra: torch.Tensor | None = None,
+                action: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, T, H, W); c_noise (B,); text (B, L, crossattn_emb_channels); text_mask (B, L) bool,
         True where a token counts (None: all; Cosmos zeroes padded embeddings instead); padding_mask
         (B, 1, H_px, W_px) or (B, 1, H, W), 1 on padding (None: no padding); condition_mask (B, 1, T, H, W);
-        extra (B, extra_channels, T, H, W) conditioning features.
+        extra (B, extra_channels, T, H, W) conditioning features; action (B, action_dim): its embedding is
+        added to the timestep embedding, so it reaches the shared modulation and every AdaLN-LoRA term.
         ``cp_group``: context parallelism; every rank passes the same inputs, keeps 1/cp of the tokens
         through the blocks, and gets the whole output back (each rank's gradient covers its own tokens:
         see ``local_mask``)."""
@@ -231,6 +238,11 @@ class DiT(nn.Module):
         tt, th, tw = t // pt, h // p, w // p
 
         emb = timestep_features(c_noise, cfg.model_channels).to(tokens.dtype)  # (B, d)
+        if cfg.action_dim:
+            if action is None or action.shape != (b, cfg.action_dim):
+                raise ValueError(f"this DiT is action-conditioned: pass action ({b}, {cfg.action_dim}), got "
+                                 f"{None if action is None else tuple(action.shape)}")
+            emb = emb + self.action_embed(action.to(tokens.dtype))
         shared = self.t_fc2(F.silu(self.t_fc1(emb)))[:, None]
         t_emb = self.t_norm(emb)[:, None]
         rope = rope_angles(tt, th, tw, cfg.head_dim, fps, cfg.base_fps, cfg.rope_extrapolation, t_offset,

@@ -19,9 +19,10 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
                    sampler: str = "2ab", steps: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0,
                    rho: float = 7.0, churn: float = 0.0, cond: torch.Tensor | None = None, num_cond: int = 0,
                    sigma_aug: float | None = None, fps: float | None = None, t_offset: int = 0,
-                   generator: torch.Generator | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
-    """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D); ``extra``: input
-    features for both guidance branches (the autoregressive diffusion decoder's embedded tokens).
+                   generator: torch.Generator | None = None, net_kw: dict | None = None) -> torch.Tensor:
+    """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D); ``net_kw``: more
+    per-sample network inputs (B, ...) for both guidance branches — ``extra`` (the AR diffusion decoder's
+    embedded tokens), ``action`` (robot actions).
 
     ``guidance`` > 0 (Cosmos form) or != 1 (standard form) needs ``uncond`` (the embedding of the
     negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents."""
@@ -41,8 +42,8 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
         aug_noise = torch.randn(cond.shape, generator=generator).to(device)
     b = shape[0]
 
-    kw = {} if extra is None else {"extra": extra}
-    kw2 = {} if extra is None else {"extra": torch.cat([extra, extra])}
+    kw = dict(net_kw or {})
+    kw2 = {k: torch.cat([v, v]) for k, v in kw.items()}
 
     def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
         sig = torch.full((b,), s, device=device)

@@ -1,0 +1,143 @@
+"""Post-training building blocks: Plücker camera rays, action conditioning, LoRA."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from openwfm.config import get_preset
+from openwfm.diffusion.dit import DiT, DiTConfig
+from openwfm.posttrain.camera import (TrajectoryError, load_trajectory, plucker_rays, ray_maps, relative_to_first,
+                                      scale_intrinsics)
+from openwfm.posttrain.lora import add_lora, load_lora, lora_state_dict, merge_lora, save_lora
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0)) -> torch.Tensor:
+    """cam2world (OpenCV axes: x right, y down, z forward) of a camera at ``eye`` looking at ``target``."""
+    eye, target = torch.tensor(eye, dtype=torch.float64), torch.tensor(target, dtype=torch.float64)
+    z = (target - eye) / (target - eye).norm()
+    x = torch.linalg.cross(z, torch.tensor([0.0, 0, 1], dtype=torch.float64))
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, eye
+    return c2w
+
+
+K = torch.tensor([[40.0, 0, 15.5], [0, 40.0, 11.5], [0, 0, 1]], dtype=torch.float64)
+
+
+def test_plucker_rays_are_lines_through_the_camera_and_the_points_it_sees():
+    c2w = look_at((2.0, -1.0, 1.5))
+    rays = plucker_rays(K, c2w, 24, 32).double()
+    d, m = rays[:3], rays[3:]
+    torch.testing.assert_close(d.norm(dim=0), torch.ones(24, 32, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close((d * m).sum(0), torch.zeros(24, 32, dtype=torch.float64), atol=1e-5, rtol=0)
+    center = c2w[:3, 3].view(3, 1, 1).expand(3, 24, 32)
+    torch.testing.assert_close(torch.linalg.cross(center, d, dim=0), m, atol=1e-5, rtol=0)  # o x d = m
+    # a world point projected to pixel (u, v) lies on that pixel's ray: X x d = m
+    X = torch.tensor([0.3, 0.2, -0.1], dtype=torch.float64)
+    cam = torch.linalg.inv(c2w) @ torch.cat([X, torch.ones(1, dtype=torch.float64)])
+    u, v = (K @ (cam[:3] / cam[2]))[:2]
+    ui, vi = int(round(float(u))), int(round(float(v)))
+    assert 0 <= ui < 32 and 0 <= vi < 24
+    dist = torch.linalg.cross(X, d[:, vi, ui]) - m[:, vi, ui]  # |X x d - m| = distance from X to the line
+    assert float(dist.norm()) < 0.71 * float(cam[2]) / 40  # half a pixel's diagonal at X's depth
+
+
+def test_rays_relative_to_the_first_camera_and_resized_intrinsics():
+    poses = torch.stack([look_at((2.0, 0.0, 1.0)), look_at((0.0, 2.0, 1.0))])
+    rel = relative_to_first(poses)
+    torch.testing.assert_close(rel[0], torch.eye(4, dtype=torch.float64))
+    first = plucker_rays(K, rel[0], 24, 32)
+    assert float(first[3:].abs().max()) < 1e-9  # the first camera sits at the origin: no moment
+    half = scale_intrinsics(K, 0.5, 0.5)  # pixel u of the full image lands at (u + 0.5) / 2 - 0.5
+    torch.testing.assert_close(half[0, 2], torch.tensor((15.5 + 0.5) * 0.5 - 0.5, dtype=torch.float64))
+    maps = ray_maps(K.expand(9, 3, 3), torch.stack([look_at((2.0, 0.1 * i, 1.0)) for i in range(9)]),
+                    (24, 32), (3, 6, 8), temporal_compression=4)
+    assert maps.shape == (6, 3, 6, 8)
+    with pytest.raises(ValueError, match="latent frames"):
+        ray_maps(K.expand(9, 3, 3), poses.repeat(5, 1, 1)[:9], (24, 32), (4, 6, 8), 4)
+
+
+def test_trajectory_files_in_the_simulator_format(tmp_path):
+    poses = [look_at((2.0, 0.1 * i, 1.0)).tolist() for i in range(5)]
+    good = tmp_path / "traj.json"
+    good.write_text(json.dumps({"width": 32, "height": 24, "camera": {"intrinsics": K.tolist(), "cam2world": poses}}))
+    Ks, c2w, size = load_trajectory(good)
+    assert Ks.shape == (5, 3, 3) and c2w.shape == (5, 4, 4) and size == (24, 32)
+    for doc, why in [({"width": 32, "height": 24}, "needs 'camera'"),
+                     ({"width": 32, "camera": {"intrinsics": K.tolist(), "cam2world": poses}}, "malformed"),
+                     ({"width": 32, "height": 24, "camera": {"intrinsics": [[1, 2]], "cam2world": poses}}, "intrinsics"),
+                     ({"width": 32, "height": 24, "camera": {"intrinsics": K.tolist(), "cam2world": [[1, 2]]}}, "4x4")]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(TrajectoryError, match=why) as e:
+            load_trajectory(bad)
+        assert "bad.json" in str(e.value)
+
+
+def _tiny_dit(**kw) -> DiT:
+    torch.manual_seed(0)
+    cfg = get_preset(DiTConfig, "tiny")
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return DiT(cfg).eval()
+
+
+def _inputs(cfg: DiTConfig):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, cfg.in_channels, 2, 8, 8, generator=g)
+    return x, torch.tensor([0.3, -0.5]), torch.randn(2, 3, cfg.crossattn_emb_channels, generator=g)
+
+
+def test_action_conditioning_at_initialization_equals_the_base_model():
+    base = _tiny_dit()
+    acted = _tiny_dit(action_dim=14)
+    missing, _ = acted.load_state_dict(base.state_dict(), strict=False)
+    assert missing and all(k.startswith("action_embed") for k in missing)
+    x, c, text = _inputs(base.cfg)
+    a = torch.randn(2, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(acted(x, c, text, action=a), base(x, c, text))
+        torch.nn.init.normal_(acted.action_embed[2].weight, std=0.5)  # once trained, actions matter
+        assert not torch.allclose(acted(x, c, text, action=a), acted(x, c, text, action=-a))
+    with pytest.raises(ValueError, match="action-conditioned"):
+        acted(x, c, text)
+
+
+def test_lora_starts_as_the_base_merges_exactly_and_saves_alone(tmp_path):
+    model = _tiny_dit()
+    x, c, text = _inputs(model.cfg)
+    with torch.no_grad():
+        ref = model(x, c, text)
+    names = add_lora(model, rank=4, alpha=8)
+    assert any(n.endswith("self_attn.q") for n in names) and any(n.endswith("fc2") for n in names)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, c, text), ref)
+        for n, p in model.named_parameters():
+            if n.endswith("lora_B"):
+                p.normal_(0, 0.05)
+        adapted = model(x, c, text)
+    assert not torch.allclose(adapted, ref)
+    save_lora(model, tmp_path / "adapter.safetensors")
+    size = (tmp_path / "adapter.safetensors").stat().st_size
+    assert size < sum(p.numel() * 4 for p in model.parameters()) / 2  # the adapter alone, not the model
+    fresh = _tiny_dit()
+    add_lora(fresh, rank=4, alpha=8)
+    load_lora(fresh, tmp_path / "adapter.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, c, text), adapted)
+        assert merge_lora(fresh) == len(names)
+        torch.testing.assert_close(fresh(x, c, text), adapted, atol=1e-5, rtol=1e-4)
+    assert not lora_state_dict(fresh)
+    other = _tiny_dit()
+    add_lora(other, rank=2, alpha=8)
+    with pytest.raises(ValueError, match="another rank"):
+        load_lora(other, tmp_path / "adapter.safetensors")
+    assert math.isfinite(float(adapted.sum()))
