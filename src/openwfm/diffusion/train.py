@@ -177,8 +177,13 @@ class DiffusionTask(Task):
         return codec.normalize(batch["latent"])
 
     def loss(self, model, batch: dict, env: DistEnv):
+        return self.diffusion_loss(model, batch, self.latents(batch), env)
+
+    def diffusion_loss(self, model, batch: dict, x0: torch.Tensor, env: DistEnv | None = None, **net_kw):
+        """The EDM loss of clean latents x0 with the batch's captions (dropped for guidance) and, for
+        Video2World, the first latent frames as condition; ``net_kw`` go to the network (post-training
+        conditions: ``extra`` channels, ``action``)."""
         cfg = self.cfg
-        x0 = self.latents(batch)
         b, _, t_lat = x0.shape[:3]
         emb, _ = self.text().encode(list(batch["caption"]))
         keep = (torch.rand(b, generator=self._gen) >= cfg.text.dropout).to(x0.device)
@@ -191,7 +196,7 @@ class DiffusionTask(Task):
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
         losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,
-                       cp_group=env.cp_group)
+                       cp_group=env.cp_group if env is not None else None, **net_kw)
         return losses.mean(), {"sigma_mean": float(sigma.mean())}
 
     def tokens(self, batch: dict) -> int:

@@ -79,6 +79,7 @@ def _load_builtin() -> None:
     import openwfm.autoregressive.decoder  # noqa: F401
     import openwfm.autoregressive.train  # noqa: F401
     import openwfm.diffusion.train  # noqa: F401
+    import openwfm.posttrain.train  # noqa: F401
     import openwfm.tokenizer.train  # noqa: F401
     import openwfm.train.toy  # noqa: F401
 

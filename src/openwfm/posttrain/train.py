@@ -1,0 +1,127 @@
+"""Post-training tasks that start from a trained diffusion world model (Cosmos paper sec. 6).
+
+``posttrain-camera``: Video2World conditioned on the camera path. Each latent pixel's Plücker ray (6
+channels, relative to the first frame's camera; ``camera.py``) is concatenated to the DiT input, from the
+cameras the simulator records beside every rollout (``meta.camera``), resized with the frames. The model
+starts as the base (``base``: a diffusion run or checkpoint): its weights are copied, the input layer
+grows zero columns for the new channels (and for the Video2World mask when the base had none), so before
+training the post-trained model computes what the base computes.
+
+    wfm posttrain camera --base runs/dit --out runs/camera data.shards=shards/orbit
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from openwfm.config import ConfigError, register_preset
+from openwfm.diffusion.dit import DiTConfig
+from openwfm.diffusion.model import Video2WorldConfig, WorldModel
+from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+from openwfm.posttrain.camera import ray_maps, scale_intrinsics
+from openwfm.train.distributed import DistEnv
+from openwfm.train.task import register_task
+
+RAY_CHANNELS = 6
+
+
+def input_layout(cfg: DiTConfig) -> list[tuple[str, int]]:
+    """The DiT's input channel groups in the order ``DiT.forward`` concatenates them."""
+    groups = [("latent", cfg.in_channels), ("condition_mask", int(cfg.condition_mask)),
+              ("padding_mask", int(cfg.concat_padding_mask)), ("extra", cfg.extra_channels)]
+    return [(n, c) for n, c in groups if c]
+
+
+def expand_input_weights(weight: torch.Tensor, old: DiTConfig, new: DiTConfig) -> torch.Tensor:
+    """The patch-embedding weight of ``old`` for ``new``'s input channels: each group the base had is
+    copied to its new place, new groups (or channels) get zeros — so the new inputs start ignored."""
+    per = old.patch_temporal * old.patch_spatial ** 2
+    w_old = weight.reshape(weight.shape[0], -1, per)
+    old_at, at = {}, 0
+    for name, c in input_layout(old):
+        old_at[name], at = (at, c), at + c
+    out = torch.zeros(weight.shape[0], sum(c for _, c in input_layout(new)), per, dtype=weight.dtype)
+    at = 0
+    for name, c in input_layout(new):
+        if name in old_at:
+            o, oc = old_at[name]
+            out[:, at:at + min(c, oc)] = w_old[:, o:o + min(c, oc)]
+        at += c
+    return out.reshape(weight.shape[0], -1)
+
+
+@dataclass
+class CameraRunConfig(DiffusionRunConfig):
+    base: str = ""  # the diffusion run or checkpoint to start from ("" = random init, for tests)
+    v2w: Video2WorldConfig = field(default_factory=lambda: Video2WorldConfig(enabled=True))
+
+
+register_preset(CameraRunConfig, "tiny")(lambda: _tiny())
+
+
+def _tiny() -> CameraRunConfig:
+    from openwfm.diffusion.train import _tiny as tiny_diffusion
+
+    d = tiny_diffusion()
+    fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(DiffusionRunConfig) if f.name != "v2w"}
+    return CameraRunConfig(**fields, v2w=Video2WorldConfig(enabled=True))
+
+
+def camera_model(cfg: CameraRunConfig) -> WorldModel:
+    """The camera-conditioned world model, initialized from ``cfg.base`` when given."""
+    dit = dataclasses.replace(cfg.model, extra_channels=RAY_CHANNELS)
+    model = WorldModel(dit, cfg.edm, cfg.v2w)
+    if cfg.base:
+        from openwfm.diffusion.pipeline import load_world_model
+
+        base, base_cfg = load_world_model(cfg.base)
+        state = base.state_dict()
+        state["net.x_embedder.weight"] = expand_input_weights(state["net.x_embedder.weight"], base.net.cfg,
+                                                              model.net.cfg)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("uncertainty")]:
+            raise ConfigError(f"base {cfg.base} does not fit the camera model: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]} (same model preset?)")
+    return model
+
+
+def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: tuple[int, int],
+              latent_grid: tuple[int, int, int], temporal_compression: int) -> torch.Tensor:
+    """(6, T', H', W') Plücker maps of the clip that starts at ``start`` in a rollout whose frames were fitted
+    into ``frame_size`` (scaled to fit, centered: ``data.buckets.fit_to_bucket``)."""
+    cam = meta.get("camera") or {}
+    if "cam2world" not in cam or "intrinsics" not in cam:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no camera (meta.camera with intrinsics and "
+                          "cam2world): camera post-training needs simulator rollouts or videos with poses")
+    idx = [min(start + j * stride, len(cam["cam2world"]) - 1) for j in range(num_frames)]
+    c2w = torch.tensor(cam["cam2world"], dtype=torch.float64)[idx]
+    K = torch.tensor(cam["intrinsics"], dtype=torch.float64)[idx]
+    H, W = int(meta["height"]), int(meta["width"])
+    h, w = frame_size
+    s = min(h / H, w / W)
+    nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
+    K = scale_intrinsics(K, nw / W, nh / H)
+    K[:, 0, 2] += (w - nw) // 2
+    K[:, 1, 2] += (h - nh) // 2
+    return ray_maps(K, c2w, (h, w), latent_grid, temporal_compression).float()
+
+
+@register_task
+class CameraTask(DiffusionTask):
+    name = "posttrain-camera"
+    config_cls = CameraRunConfig
+
+    def build_model(self) -> torch.nn.Module:
+        return camera_model(self.cfg)
+
+    def loss(self, model, batch: dict, env: DistEnv):
+        video = batch["video"]
+        x0 = self.latents(batch)
+        tc = self.codec(video.device).model.cfg.temporal_compression
+        rays = torch.stack([clip_rays(m, int(s), self.cfg.data.frame_stride, video.shape[2], tuple(video.shape[3:]),
+                                      tuple(x0.shape[2:]), tc)
+                            for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
+        return self.diffusion_loss(model, batch, x0, env, extra=rays)
