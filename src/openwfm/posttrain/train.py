@@ -1,5 +1,11 @@
 """Post-training tasks that start from a trained diffusion world model (Cosmos paper sec. 6).
 
+``posttrain-action``: Video2World conditioned on a robot's 7-d end-effector actions (the ``push``
+scenario's ``meta.actions``: dx dy dz droll dpitch dyaw gripper per frame); the actions between the
+clip's sampled frames (summed over ``frame_stride``, gripper the last command), scaled by
+``action_scale``, flattened and embedded by a zero-initialized MLP into the timestep embedding (``DiT``
+``action_dim``).
+
 ``posttrain-camera``: Video2World conditioned on the camera path. Each latent pixel's Plücker ray (6
 channels, relative to the first frame's camera; ``camera.py``) is concatenated to the DiT input, from the
 cameras the simulator records beside every rollout (``meta.camera``), resized with the frames. The model
@@ -8,6 +14,7 @@ grows zero columns for the new channels (and for the Video2World mask when the b
 training the post-trained model computes what the base computes.
 
     wfm posttrain camera --base runs/dit --out runs/camera data.shards=shards/orbit
+    wfm posttrain action --base runs/dit --out runs/action data.shards=shards/push
 """
 
 from __future__ import annotations
@@ -70,22 +77,29 @@ def _tiny() -> CameraRunConfig:
     return CameraRunConfig(**fields, v2w=Video2WorldConfig(enabled=True))
 
 
-def camera_model(cfg: CameraRunConfig) -> WorldModel:
-    """The camera-conditioned world model, initialized from ``cfg.base`` when given."""
-    dit = dataclasses.replace(cfg.model, extra_channels=RAY_CHANNELS)
-    model = WorldModel(dit, cfg.edm, cfg.v2w)
-    if cfg.base:
+def from_base(cfg: DiffusionRunConfig, base: str, **dit_changes) -> WorldModel:
+    """A Video2World model with ``dit_changes`` (new inputs), initialized from the diffusion run ``base``
+    when given: the base's weights, zero input columns for new channels, new modules at their own
+    (zero-output) initialization — so it starts computing what the base computes."""
+    model = WorldModel(dataclasses.replace(cfg.model, **dit_changes), cfg.edm, cfg.v2w)
+    if base:
         from openwfm.diffusion.pipeline import load_world_model
 
-        base, base_cfg = load_world_model(cfg.base)
-        state = base.state_dict()
-        state["net.x_embedder.weight"] = expand_input_weights(state["net.x_embedder.weight"], base.net.cfg,
+        base_model, _ = load_world_model(base)
+        state = base_model.state_dict()
+        state["net.x_embedder.weight"] = expand_input_weights(state["net.x_embedder.weight"], base_model.net.cfg,
                                                               model.net.cfg)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("uncertainty")]:
-            raise ConfigError(f"base {cfg.base} does not fit the camera model: missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]} (same model preset?)")
+        bad = [k for k in missing if not k.startswith(("uncertainty", "net.action_embed"))]
+        if unexpected or bad:
+            raise ConfigError(f"base {base} does not fit: missing {bad[:3]}, unexpected {unexpected[:3]} "
+                              "(the same model preset as the base?)")
     return model
+
+
+def camera_model(cfg: CameraRunConfig) -> WorldModel:
+    """The camera-conditioned world model, initialized from ``cfg.base`` when given."""
+    return from_base(cfg, cfg.base, extra_channels=RAY_CHANNELS)
 
 
 def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: tuple[int, int],
@@ -125,3 +139,48 @@ class CameraTask(DiffusionTask):
                                       tuple(x0.shape[2:]), tc)
                             for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
         return self.diffusion_loss(model, batch, x0, env, extra=rays)
+
+
+@dataclass
+class ActionRunConfig(CameraRunConfig):
+    action_scale: float = 100.0  # actions are metres / radians per frame (~0.01): scaled to ~1
+
+    def action_dim(self) -> int:
+        return 7 * (self.data.num_frames - 1)
+
+
+def _tiny_action() -> ActionRunConfig:
+    c = _tiny()
+    return ActionRunConfig(**{f.name: getattr(c, f.name) for f in dataclasses.fields(CameraRunConfig)})
+
+
+register_preset(ActionRunConfig, "tiny")(_tiny_action)
+
+
+def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.Tensor:
+    """((num_frames - 1) * 7,) actions taking each sampled frame to the next: deltas summed over the
+    stride, the gripper command of the last step."""
+    acts = meta.get("actions")
+    if not acts:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no actions (meta.actions): action post-training "
+                          "needs robot rollouts (the push scenario)")
+    a = torch.tensor(acts, dtype=torch.float32)
+    a = torch.cat([a, torch.zeros(max(0, start + stride * num_frames - len(a)), 7)])  # past the end: no motion
+    steps = a[start:start + stride * (num_frames - 1)].view(num_frames - 1, stride, 7)
+    return torch.cat([steps[:, :, :6].sum(1), steps[:, -1:, 6]], -1).flatten()
+
+
+@register_task
+class ActionTask(DiffusionTask):
+    name = "posttrain-action"
+    config_cls = ActionRunConfig
+
+    def build_model(self) -> torch.nn.Module:
+        return from_base(self.cfg, self.cfg.base, action_dim=self.cfg.action_dim())
+
+    def loss(self, model, batch: dict, env: DistEnv):
+        x0 = self.latents(batch)
+        t = batch["video"].shape[2]
+        actions = torch.stack([clip_actions(m, int(s), self.cfg.data.frame_stride, t)
+                               for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
+        return self.diffusion_loss(model, batch, x0, env, action=actions * self.cfg.action_scale)
