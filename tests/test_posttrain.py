@@ -211,3 +211,15 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     Trainer(ActionTask(cfg), tmp_path / "action", progress=False).fit()
     last = json.loads((tmp_path / "action" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and math.isfinite(last["loss"])
+
+
+def test_lora_post_training_trains_only_adapters_and_new_inputs():
+    from openwfm.config import make_config
+    from openwfm.posttrain.lora import lora_state_dict
+    from openwfm.posttrain.train import ActionRunConfig, ActionTask
+
+    cfg = make_config(ActionRunConfig, "tiny", overrides=["lora_rank=4", "model.num_blocks=1", "data.num_frames=9"])
+    model = ActionTask(cfg).build_model()
+    trainable = {n.split(".")[1] if "lora_" not in n else "lora" for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"lora", "x_embedder", "action_embed"}
+    assert len(lora_state_dict(model)) == 2 * 10  # A and B of q, k, v, out (self and cross) and fc1, fc2

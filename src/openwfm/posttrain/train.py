@@ -63,6 +63,8 @@ def expand_input_weights(weight: torch.Tensor, old: DiTConfig, new: DiTConfig) -
 @dataclass
 class CameraRunConfig(DiffusionRunConfig):
     base: str = ""  # the diffusion run or checkpoint to start from ("" = random init, for tests)
+    lora_rank: int = 0  # > 0: freeze the base, train LoRA adapters (+ the new input / action layers)
+    lora_alpha: float = 16.0
     v2w: Video2WorldConfig = field(default_factory=lambda: Video2WorldConfig(enabled=True))
 
 
@@ -94,6 +96,13 @@ def from_base(cfg: DiffusionRunConfig, base: str, **dit_changes) -> WorldModel:
         if unexpected or bad:
             raise ConfigError(f"base {base} does not fit: missing {bad[:3]}, unexpected {unexpected[:3]} "
                               "(the same model preset as the base?)")
+    if getattr(cfg, "lora_rank", 0):
+        from openwfm.posttrain.lora import add_lora
+
+        add_lora(model.net, cfg.lora_rank, cfg.lora_alpha)
+        model.net.x_embedder.requires_grad_(True)  # it grew columns for the new inputs
+        if dit_changes.get("action_dim"):
+            model.net.action_embed.requires_grad_(True)
     return model
 
 
