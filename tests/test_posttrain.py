@@ -182,6 +182,8 @@ def test_camera_model_starts_as_its_base_and_trains_on_orbit_rollouts(tmp_path):
     Trainer(CameraTask(cfg), tmp_path / "camera", progress=False).fit()
     last = json.loads((tmp_path / "camera" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and math.isfinite(last["loss"])
+    rollout = sorted((tmp_path / "orbit").glob("*.json"))[0]  # the simulator's JSON is a trajectory file
+    _generate(tmp_path, tmp_path / "camera", rollout.with_suffix(".mp4"), ["--camera", str(rollout)])
     assert len(load_index(tmp_path / "shards")) == 2
 
 
@@ -211,6 +213,24 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     Trainer(ActionTask(cfg), tmp_path / "action", progress=False).fit()
     last = json.loads((tmp_path / "action" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and math.isfinite(last["loss"])
+    rollout = sorted((tmp_path / "push").glob("*.json"))[0]  # its "actions" drive the generation
+    _generate(tmp_path, tmp_path / "action", rollout.with_suffix(".mp4"), ["--actions", str(rollout)])
+
+
+def _generate(tmp_path, run, video, extra):
+    """``wfm generate video2world`` with a post-trained run: refused without its condition, runs with it."""
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.video import read_video
+
+    args = ["generate", "video2world", "-c", str(run), "-i", str(video), "-o", str(tmp_path / "gen.mp4"),
+            "--steps", "2", "--size", "32x32"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and extra[0] in res.output
+    res = CliRunner().invoke(app, args + extra)
+    assert res.exit_code == 0, res.output
+    assert len(read_video(tmp_path / "gen.mp4").frames) == 9
 
 
 def test_lora_post_training_trains_only_adapters_and_new_inputs():

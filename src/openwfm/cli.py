@@ -570,8 +570,10 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          checkpoint: Path = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE, seed: int = _SEED,
                          fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
                          size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
+                         camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
+                         actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
                          offload: bool = _OFFLOAD, device: str = _DEVICE) -> None:
-    """Video2World: continue a video (optionally steered by a prompt)."""
+    """Video2World: continue a video (optionally steered by a prompt, a camera path or robot actions)."""
     from openwfm.diffusion.pipeline import WorldPipeline
     from openwfm.video import read_video, write_video
     from openwfm.video.transforms import center_crop, resize
@@ -584,10 +586,49 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     scale = max(h / frames.shape[1], w / frames.shape[2])  # cover (h, w), then crop the middle
     frames = resize(frames, (max(h, round(frames.shape[1] * scale)), max(w, round(frames.shape[2] * scale))))
     frames = center_crop(frames, (h, w))
+    net_kw = _posttrain_conditions(pipe, g, h, w, camera, actions)
     t0 = time.perf_counter()
-    video = pipe.video2world(frames[-n_in:], prompt, g, total_frames=total)
+    video = pipe.video2world(frames[-n_in:], prompt, g, total_frames=total, net_kw=net_kw)
     write_video(dst, video, fps)
     out.print(f"wrote {dst}: {n_in} input + {len(video) - n_in} generated frames in {time.perf_counter() - t0:.1f} s")
+
+
+def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actions: Optional[Path]) -> dict:
+    """Network inputs of a post-trained model for one clip: camera rays and / or robot actions."""
+    import json as _json
+
+    net = pipe.model.net.cfg
+    clip = pipe._clip_frames(g)
+    kw = {}
+    if (camera is not None) != (net.extra_channels == 6):
+        raise typer.BadParameter("--camera goes with a camera post-trained model (and such a model needs it)")
+    if (actions is not None) != bool(net.action_dim):
+        raise typer.BadParameter("--actions goes with an action post-trained model (and such a model needs it)")
+    if camera is not None:
+        from openwfm.posttrain.camera import TrajectoryError, load_trajectory
+        from openwfm.posttrain.train import clip_rays
+
+        K, c2w, (th, tw) = load_trajectory(camera)
+        if len(c2w) < clip:
+            raise TrajectoryError(f"{camera}: {len(c2w)} cameras for a {clip}-frame clip")
+        meta = {"camera": {"intrinsics": K.tolist(), "cam2world": c2w.tolist()}, "height": th, "width": tw}
+        kw["extra"] = clip_rays(meta, 0, 1, clip, (h, w), pipe.latent_grid(h, w, g),
+                                pipe.codec.model.cfg.temporal_compression)[None]
+    if actions is not None:
+        from openwfm.posttrain.train import clip_actions
+
+        try:
+            acts = _json.loads(actions.read_text())
+        except (OSError, ValueError) as e:
+            raise typer.BadParameter(f"{actions}: cannot read the actions ({e})") from None
+        doc = acts if isinstance(acts, dict) else {"actions": acts}
+        if len(doc.get("actions") or []) < clip - 1:
+            raise typer.BadParameter(f"{actions}: needs {clip - 1} actions of 7 numbers for a {clip}-frame clip")
+        a = clip_actions({**doc, "name": str(actions)}, 0, 1, clip)
+        if a.numel() != net.action_dim:
+            raise typer.BadParameter(f"{actions}: {a.numel()} action values, the model takes {net.action_dim}")
+        kw["action"] = a[None] * pipe.cfg.action_scale
+    return kw
 
 
 @gen_app.command("ar-video2world")

@@ -45,14 +45,23 @@ class GenerateConfig:
 
 
 def load_world_model(run: str | os.PathLike, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
-    """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir."""
+    """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir: a
+    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``posttrain-action``, rebuilt by its
+    task so its extra inputs and adapters are in place)."""
     from openwfm.train.checkpoint import load_weights
+    from openwfm.train.task import get_task
 
     config, weights = load_weights(run, ema=ema)
-    if config.get("task") != "diffusion":
-        raise ValueError(f"{run}: a '{config.get('task')}' run, not a diffusion world model")
-    cfg = from_dict(DiffusionRunConfig, config, f"{run}/config.json", ignore=("task",))
-    model = WorldModel(cfg.model, cfg.edm, cfg.v2w)
+    task = config.get("task")
+    if task not in ("diffusion", "posttrain-camera", "posttrain-action"):
+        raise ValueError(f"{run}: a '{task}' run, not a diffusion world model")
+    task_cls = get_task(task)
+    cfg = from_dict(task_cls.config_cls, config, f"{run}/config.json", ignore=("task",))
+    if task == "diffusion":
+        model = WorldModel(cfg.model, cfg.edm, cfg.v2w)
+    else:
+        cfg.base = ""  # the weights below replace the base's
+        model = task_cls(cfg).build_model()
     model.load_state_dict(weights)
     return model.eval(), cfg
 
@@ -132,11 +141,20 @@ class WorldPipeline:
                                sigma_max=g.sigma_max, fps=g.fps, generator=torch.Generator().manual_seed(g.seed))
         return self._decode(z)
 
+    def latent_grid(self, height: int, width: int, g: GenerateConfig | None = None) -> tuple[int, int, int]:
+        """(T', H', W') of one generated clip of frames (height, width)."""
+        g = g or GenerateConfig()
+        return self._shape(GenerateConfig(**{**g.__dict__, "height": height, "width": width}), self._clip_frames(g))[2:]
+
     def video2world(self, frames: np.ndarray, prompt: str = "", g: GenerateConfig | None = None,
-                    total_frames: int = 0) -> np.ndarray:
+                    total_frames: int = 0, net_kw: dict | None = None) -> np.ndarray:
         """Continue uint8 (T_in, H, W, 3) frames: returns the input followed by generated frames, one clip's
         worth (clip length - num_input_frames) or, with ``total_frames``, clips chained until the video
-        has that many frames, each conditioned on the last ``num_input_frames`` frames so far."""
+        has that many frames, each conditioned on the last ``num_input_frames`` frames so far.
+        ``net_kw``: post-training conditions for one clip (``extra``: camera rays (1, 6, T', H', W'),
+        ``action``: (1, action_dim)); they describe one clip, so they cannot be chained."""
+        if net_kw and total_frames:
+            raise ValueError("camera / action conditions describe one clip: leave total_frames at 0")
         from openwfm.video.transforms import to_tensor
 
         g = g or GenerateConfig()
@@ -160,7 +178,8 @@ class WorldPipeline:
                 z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                    guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps,
                                    sigma_min=g.sigma_min, sigma_max=g.sigma_max, cond=cond, num_cond=num_cond,
-                                   fps=g.fps, generator=generator)
+                                   fps=g.fps, generator=generator,
+                                   net_kw={k: v.to(self.device) for k, v in (net_kw or {}).items()})
             video = np.concatenate([video, self._decode(z)[n_in:]])
         return video[:total]
 
