@@ -9,7 +9,8 @@ clip's sampled frames (summed over ``frame_stride``, gripper the last command), 
 ``posttrain-camera``: Video2World conditioned on the camera path. Each latent pixel's Plücker ray (6
 channels, relative to the first frame's camera; ``camera.py``) is concatenated to the DiT input, from the
 cameras the simulator records beside every rollout (``meta.camera``), resized with the frames. The model
-starts as the base (``base``: a diffusion run or checkpoint): its weights are copied, the input layer
+starts as the base (``base``: a diffusion run or checkpoint, whose model / EDM / tokenizer / text settings
+it adopts): its weights are copied, the input layer
 grows zero columns for the new channels (and for the Video2World mask when the base had none), so before
 training the post-trained model computes what the base computes.
 
@@ -132,10 +133,24 @@ def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: 
     return ray_maps(K, c2w, (h, w), latent_grid, temporal_compression).float()
 
 
+def adopt_base(cfg: CameraRunConfig) -> None:
+    """Take the base run's model, EDM, tokenizer and text settings (a post-trained model is its base plus
+    one input: these must match the weights it starts from)."""
+    if cfg.base:
+        from openwfm.diffusion.pipeline import load_world_model
+
+        _, base = load_world_model(cfg.base)
+        cfg.model, cfg.edm, cfg.tokenizer, cfg.text = base.model, base.edm, base.tokenizer, base.text
+
+
 @register_task
 class CameraTask(DiffusionTask):
     name = "posttrain-camera"
     config_cls = CameraRunConfig
+
+    def __init__(self, cfg: CameraRunConfig):
+        adopt_base(cfg)
+        super().__init__(cfg)
 
     def build_model(self) -> torch.nn.Module:
         return camera_model(self.cfg)
@@ -183,6 +198,10 @@ def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.
 class ActionTask(DiffusionTask):
     name = "posttrain-action"
     config_cls = ActionRunConfig
+
+    def __init__(self, cfg: ActionRunConfig):
+        adopt_base(cfg)
+        super().__init__(cfg)
 
     def build_model(self) -> torch.nn.Module:
         return from_base(self.cfg, self.cfg.base, action_dim=self.cfg.action_dim())
