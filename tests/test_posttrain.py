@@ -246,3 +246,29 @@ def test_lora_post_training_trains_only_adapters_and_new_inputs():
     assert {o.split(".")[0] + "." + o.split(".")[1] for o in others} == {  # the loss-uncertainty head
         "net.x_embedder", "net.action_embed", "uncertainty.linear"}
     assert len(lora_state_dict(model)) == 2 * 10  # A and B of q, k, v, out (self and cross) and fc1, fc2
+
+
+def test_sampson_error_is_low_under_the_true_cameras_and_high_under_wrong_ones(tmp_path):
+    import numpy as np
+
+    from openwfm.config import make_config
+    from openwfm.evaluate.geometry import fundamental, sampson_distances, sampson_error
+    from openwfm.sim import SimConfig, generate
+    from openwfm.video import read_video
+
+    # exact geometry: a point seen by two cameras satisfies the epipolar constraint
+    Kn = K.numpy()
+    a, b = look_at((2.0, 0.0, 1.0)).numpy(), look_at((1.5, 1.2, 1.1)).numpy()
+    X = np.array([0.2, -0.1, 0.3, 1.0])
+    px = [(Kn @ (np.linalg.inv(c) @ X)[:3]) for c in (a, b)]
+    xi, xj = (p[:2] / p[2] for p in px)
+    assert sampson_distances(fundamental(Kn, a, Kn, b), xi[None], xj[None])[0] < 1e-9
+
+    sim = make_config(SimConfig, overrides=["height=128", "width=128", "num_frames=13"])
+    generate("orbit", sim, 1, tmp_path / "orbit", seed=900002)
+    meta = json.loads(next((tmp_path / "orbit").glob("*.json")).read_text())
+    frames = read_video(next((tmp_path / "orbit").glob("*.mp4"))).frames
+    Ks, c2w = np.array(meta["camera"]["intrinsics"]), np.array(meta["camera"]["cam2world"])
+    right, n = sampson_error(frames, Ks, c2w)
+    wrong, _ = sampson_error(frames, Ks, c2w[::-1].copy())
+    assert n >= 20 and right < 2.0 and wrong > 2 * right
