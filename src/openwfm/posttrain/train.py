@@ -168,6 +168,7 @@ class CameraTask(DiffusionTask):
 @dataclass
 class ActionRunConfig(CameraRunConfig):
     action_scale: float = 100.0  # actions are metres / radians per frame (~0.01): scaled to ~1
+    blind: bool = False  # the control model for evaluation: trained the same way, its actions zeroed
 
     def action_dim(self) -> int:
         return 7 * (self.data.num_frames - 1)
@@ -211,4 +212,5 @@ class ActionTask(DiffusionTask):
         t = batch["video"].shape[2]
         actions = torch.stack([clip_actions(m, int(s), self.cfg.data.frame_stride, t)
                                for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
-        return self.diffusion_loss(model, batch, x0, env, action=actions * self.cfg.action_scale)
+        scale = 0.0 if self.cfg.blind else self.cfg.action_scale
+        return self.diffusion_loss(model, batch, x0, env, action=actions * scale)
