@@ -62,25 +62,31 @@ def expand_input_weights(weight: torch.Tensor, old: DiTConfig, new: DiTConfig) -
 
 
 @dataclass
-class CameraRunConfig(DiffusionRunConfig):
+class PosttrainRunConfig(DiffusionRunConfig):
     base: str = ""  # the diffusion run or checkpoint to start from ("" = random init, for tests)
     lora_rank: int = 0  # > 0: freeze the base, train LoRA adapters (+ the new input / action layers)
     lora_alpha: float = 16.0
     v2w: Video2WorldConfig = field(default_factory=lambda: Video2WorldConfig(enabled=True))
 
 
-register_preset(CameraRunConfig, "tiny")(lambda: _tiny())
+@dataclass
+class CameraRunConfig(PosttrainRunConfig):
+    pass
 
 
-def _tiny() -> CameraRunConfig:
+def _tiny(cls: type) -> PosttrainRunConfig:
+    """The tiny diffusion preset's settings, as Video2World."""
     from openwfm.diffusion.train import _tiny as tiny_diffusion
 
     d = tiny_diffusion()
     fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(DiffusionRunConfig) if f.name != "v2w"}
-    return CameraRunConfig(**fields, v2w=Video2WorldConfig(enabled=True))
+    return cls(**fields, v2w=Video2WorldConfig(enabled=True))
 
 
-def from_base(cfg: DiffusionRunConfig, base: str, **dit_changes) -> WorldModel:
+register_preset(CameraRunConfig, "tiny")(lambda: _tiny(CameraRunConfig))
+
+
+def from_base(cfg: PosttrainRunConfig, base: str, **dit_changes) -> WorldModel:
     """A Video2World model with ``dit_changes`` (new inputs), initialized from the diffusion run ``base``
     when given: the base's weights, zero input columns for new channels, new modules at their own
     (zero-output) initialization — so it starts computing what the base computes."""
@@ -97,7 +103,7 @@ def from_base(cfg: DiffusionRunConfig, base: str, **dit_changes) -> WorldModel:
         if unexpected or bad:
             raise ConfigError(f"base {base} does not fit: missing {bad[:3]}, unexpected {unexpected[:3]} "
                               "(the same model preset as the base?)")
-    if getattr(cfg, "lora_rank", 0):
+    if cfg.lora_rank:
         from openwfm.posttrain.lora import add_lora
 
         add_lora(model.net, cfg.lora_rank, cfg.lora_alpha)
@@ -133,7 +139,7 @@ def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: 
     return ray_maps(K, c2w, (h, w), latent_grid, temporal_compression).float()
 
 
-def adopt_base(cfg: CameraRunConfig) -> None:
+def adopt_base(cfg: PosttrainRunConfig) -> None:
     """Take the base run's model, EDM, tokenizer and text settings (a post-trained model is its base plus
     one input: these must match the weights it starts from)."""
     if cfg.base:
@@ -143,14 +149,18 @@ def adopt_base(cfg: CameraRunConfig) -> None:
         cfg.model, cfg.edm, cfg.tokenizer, cfg.text = base.model, base.edm, base.tokenizer, base.text
 
 
-@register_task
-class CameraTask(DiffusionTask):
-    name = "posttrain-camera"
-    config_cls = CameraRunConfig
+class PosttrainTask(DiffusionTask):
+    """A diffusion task whose run starts from a base model and adopts its settings."""
 
-    def __init__(self, cfg: CameraRunConfig):
+    def __init__(self, cfg: PosttrainRunConfig):
         adopt_base(cfg)
         super().__init__(cfg)
+
+
+@register_task
+class CameraTask(PosttrainTask):
+    name = "posttrain-camera"
+    config_cls = CameraRunConfig
 
     def build_model(self) -> torch.nn.Module:
         return camera_model(self.cfg)
@@ -166,7 +176,7 @@ class CameraTask(DiffusionTask):
 
 
 @dataclass
-class ActionRunConfig(CameraRunConfig):
+class ActionRunConfig(PosttrainRunConfig):
     action_scale: float = 100.0  # actions are metres / radians per frame (~0.01): scaled to ~1
     blind: bool = False  # the control model for evaluation: trained the same way, its actions zeroed
 
@@ -174,12 +184,7 @@ class ActionRunConfig(CameraRunConfig):
         return 7 * (self.data.num_frames - 1)
 
 
-def _tiny_action() -> ActionRunConfig:
-    c = _tiny()
-    return ActionRunConfig(**{f.name: getattr(c, f.name) for f in dataclasses.fields(CameraRunConfig)})
-
-
-register_preset(ActionRunConfig, "tiny")(_tiny_action)
+register_preset(ActionRunConfig, "tiny")(lambda: _tiny(ActionRunConfig))
 
 
 def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.Tensor:
@@ -196,13 +201,9 @@ def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.
 
 
 @register_task
-class ActionTask(DiffusionTask):
+class ActionTask(PosttrainTask):
     name = "posttrain-action"
     config_cls = ActionRunConfig
-
-    def __init__(self, cfg: ActionRunConfig):
-        adopt_base(cfg)
-        super().__init__(cfg)
 
     def build_model(self) -> torch.nn.Module:
         return from_base(self.cfg, self.cfg.base, action_dim=self.cfg.action_dim())
