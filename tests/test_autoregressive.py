@@ -285,3 +285,64 @@ def test_medusa_heads_train_on_a_frozen_base_and_yarn_runs_past_the_trained_leng
     # trained on 3 latent frames, generating 6 (the learnable table covers scale x the trained length)
     out = generate(m.net.eval(), torch.randint(0, 64, (1, 16)), 80, SamplingConfig(seed=1), shape=(6, 4, 4))
     assert out.shape == (1, 96)
+
+
+def test_action_conditioned_ar_starts_as_its_base_and_trains_on_push_rollouts(tmp_path):
+    from openwfm.autoregressive.train import ARRunConfig, ARTask
+    from openwfm.config import make_config
+    from openwfm.data import pack_sim_dir
+    from openwfm.posttrain.train import latent_frame_actions
+    from openwfm.sim import SimConfig, generate as simulate_many
+    from openwfm.tokenizer import Tokenizer, TokenizerConfig
+    from openwfm.tokenizer.pretrained import export
+    from openwfm.train.loop import Trainer
+
+    base = tiny(vocab=64)
+    acted = tiny(vocab=64, action_dim=28)
+    acted.load_state_dict(base.state_dict(), strict=False)
+    x, acts = torch.randint(0, 64, (2, 40)), torch.randn(2, 3, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(acted(x, shape=(3, 4, 4), actions=acts), base(x, shape=(3, 4, 4)))
+        torch.nn.init.normal_(acted.action_embed[2].weight, std=0.5)
+        full = acted(x, shape=(3, 4, 4), actions=acts)
+        cache = KVCache(acted.cfg, 2, 40)
+        parts = torch.cat([acted(x[:, :17], cache, shape=(3, 4, 4), actions=acts),
+                           acted(x[:, 17:], cache, shape=(3, 4, 4), actions=acts)], 1)
+    torch.testing.assert_close(parts, full, atol=2e-5, rtol=1e-4)  # frames found from absolute positions
+    meta = {"actions": [[0.01, 0, 0, 0, 0, 0, 1]] * 8}
+    fa = latent_frame_actions(meta, 0, 1, 9, 4)
+    assert fa.shape == (3, 28) and fa[0].abs().sum() == 0 and torch.allclose(fa[1, 0::7], torch.full((4,), 0.01))
+
+    sim = make_config(SimConfig, overrides=["height=32", "width=32", "num_frames=9"])
+    simulate_many("push", sim, 2, tmp_path / "push")
+    pack_sim_dir(tmp_path / "push", tmp_path / "shards")
+    torch.manual_seed(0)
+    tok = export(Tokenizer(get_preset(TokenizerConfig, "tiny-DV4x8x8")), {}, tmp_path / "tok", {"steps": 1})
+    cfg = make_config(ARRunConfig, "tiny", overrides=[
+        f"tokenizer={tok}", f"data.shards={tmp_path / 'shards'}", "data.batch_size=2", "data.num_frames=9",
+        "data.resolution=32", "train.steps=2", "model.action_dim=28"])
+    Trainer(ARTask(cfg), tmp_path / "run", progress=False).fit()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"step": 2') == 1
+
+    from conftest import moving_frames
+
+    from openwfm.autoregressive.pipeline import ARPipeline
+    from openwfm.autoregressive.train import load_ar_model
+
+    pipe = ARPipeline(*load_ar_model(tmp_path / "run"))
+    frames = moving_frames(1, 32, 32)
+    video = pipe.video2world(frames, actions=np.array(meta["actions"]), sampling=SamplingConfig(temperature=0))
+    assert video.shape == (9, 32, 32, 3)
+    with pytest.raises(ValueError, match="action-conditioned"):
+        pipe.video2world(frames)
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.video import write_video
+
+    write_video(tmp_path / "in.mp4", moving_frames(2, 32, 32), fps=12)
+    rollout = sorted((tmp_path / "push").glob("*.json"))[0]
+    res = CliRunner().invoke(app, ["generate", "ar-video2world", "-i", str(tmp_path / "in.mp4"), "-o",
+                                   str(tmp_path / "out.mp4"), "-c", str(tmp_path / "run"), "--no-diffusion-decoder",
+                                   "--actions", str(rollout)])
+    assert res.exit_code == 0, res.output

@@ -643,9 +643,12 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
                             medusa: bool = typer.Option(False, "--medusa", help="Speculative decoding with the run's Medusa heads."),
                             decoder: Optional[Path] = typer.Option(None, "--decoder", help="Diffusion decoder run (wfm train ar-decoder)."),
                             no_decoder: bool = typer.Option(False, "--no-diffusion-decoder", help="Decode with the DV tokenizer itself."),
+                            actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON (an action-conditioned model; docs/posttrain.md)."),
                             device: str = _DEVICE) -> None:
     """Autoregressive Video2World: continue a video token by token; tokens -> pixels by the diffusion decoder
     (--decoder) or the DV tokenizer (--no-diffusion-decoder)."""
+    import numpy as np
+
     from openwfm.autoregressive.pipeline import ARPipeline
     from openwfm.autoregressive.sampling import SamplingConfig
     from openwfm.data.buckets import bucket_sizes, fit_to_bucket, nearest_bucket
@@ -658,7 +661,19 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
     size = bucket_sizes(pipe.cfg.data.resolution, multiple=16)[nearest_bucket(frames.shape[2], frames.shape[1])]
     frames = fit_to_bucket(frames[-num_input_frames:], size)[0]
     t0 = time.perf_counter()
-    video = pipe.video2world(frames, prompt, num_input_frames, SamplingConfig(temperature, top_p, top_k, seed), medusa)
+    acts = None
+    if actions is not None:
+        import json as _json
+
+        try:
+            doc = _json.loads(actions.read_text())
+            acts = np.asarray(doc["actions"] if isinstance(doc, dict) else doc, dtype=np.float32)[:pipe.cfg.data.num_frames - 1]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise typer.BadParameter(f"{actions}: cannot read the actions ({e})") from None
+        if acts.ndim != 2 or acts.shape != (pipe.cfg.data.num_frames - 1, 7):
+            raise typer.BadParameter(f"{actions}: needs {pipe.cfg.data.num_frames - 1} actions of 7 numbers")
+    video = pipe.video2world(frames, prompt, num_input_frames, SamplingConfig(temperature, top_p, top_k, seed), medusa,
+                             acts)
     write_video(dst, video, fps)
     extra = f"; Medusa accepted {pipe.stats['accepted_per_round']:.2f} drafts per step" if medusa else ""
     out.print(f"wrote {dst}: {num_input_frames} input + {len(video) - num_input_frames} generated frames "

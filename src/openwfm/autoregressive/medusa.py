@@ -73,14 +73,15 @@ def medusa_loss(heads: MedusaHeads, hidden: torch.Tensor, output: nn.Module, tok
 def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tensor, num_new: int,
                     cfg: SamplingConfig | None = None, context: torch.Tensor | None = None,
                     context_mask: torch.Tensor | None = None, shape: tuple[int, int, int] | None = None,
-                    num_draft: int | None = None) -> tuple[torch.Tensor, dict]:
+                    num_draft: int | None = None, actions: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """(B, P + num_new) tokens and statistics (rounds, mean accepted drafts per round, acceptance rate).
     Rows of a batch are decoded one after another (their accepted lengths differ)."""
     cfg = cfg or SamplingConfig()
     if prompt.shape[0] > 1:
         rows = [medusa_generate(model, heads, prompt[i:i + 1], num_new, cfg,
                                 None if context is None else context[i:i + 1],
-                                None if context_mask is None else context_mask[i:i + 1], shape, num_draft)
+                                None if context_mask is None else context_mask[i:i + 1], shape, num_draft,
+                                None if actions is None else actions[i:i + 1])
                 for i in range(prompt.shape[0])]
         stats = {k: sum(r[1][k] for r in rows) for k in ("rounds", "drafted", "accepted")}
         return torch.cat([r[0] for r in rows]), _rates(stats)
@@ -89,7 +90,8 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
     greedy = cfg.temperature <= 0
     total = prompt.shape[1] + num_new
     cache = KVCache(model.cfg, 1, total + k_max + 1, prompt.device, next(model.parameters()).dtype)
-    logits, hidden = model(prompt, cache, context, context_mask, shape, return_hidden=True, last_only=True)
+    logits, hidden = model(prompt, cache, context, context_mask, shape, return_hidden=True, last_only=True,
+                           actions=actions)
     pending = int(logits[0, -1].argmax()) if greedy else _draw(token_probs(logits[0, -1], cfg), gen)
     h = hidden[0, -1]
     out = prompt[0].tolist() + [pending]
@@ -104,7 +106,7 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
             drafts = torch.multinomial(q.cpu(), 1, generator=gen)[:, 0].to(q.device)
         step = torch.cat([torch.tensor([pending], device=prompt.device), drafts])[None]
         start = cache.length
-        logits, hidden = model(step, cache, context, context_mask, shape, return_hidden=True)
+        logits, hidden = model(step, cache, context, context_mask, shape, return_hidden=True, actions=actions)
         if greedy:  # the longest prefix of drafts equal to the base's argmax; then the base's next token
             base = logits[0].argmax(-1)
             agree = (base[:k] == drafts).int()

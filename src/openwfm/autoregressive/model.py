@@ -46,6 +46,7 @@ class ARConfig:
     cross_attn_every: int = 0  # 0: no text; k: cross-attention in every k-th block (Video2World: 1)
     context_dim: int = 1024  # text embedding width (T5-XXL)
     bov_token: bool = False  # a <bov> token starts every sequence (Video2World)
+    action_dim: int = 0  # robot post-training: actions per latent frame, MLP-embedded into its tokens
     z_loss: float = 1e-4
 
     def validate(self) -> None:
@@ -220,6 +221,9 @@ class ARTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, cross=k > 0 and i % k == 0) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.action_embed = None
+        if cfg.action_dim:  # zero-initialized output: an action-conditioned model starts as its base
+            self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
         self.pos_emb = None
         if cfg.abs_pos_emb != "none":
             ys = cfg.yarn.scale if cfg.yarn.scale > 1 else 1  # room for the extended axes
@@ -227,6 +231,9 @@ class ARTransformer(nn.Module):
             self.pos_emb = AbsPosEmb(cfg.dim, max_shape, cfg.abs_pos_emb == "learnable")
         self._rope: dict = {}
         self.apply(self._init)
+        if self.action_embed is not None:
+            nn.init.zeros_(self.action_embed[2].weight)
+            nn.init.zeros_(self.action_embed[2].bias)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -258,14 +265,23 @@ class ARTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None, shape: tuple[int, int, int] | None = None,
-                return_hidden: bool = False, last_only: bool = False):
+                return_hidden: bool = False, last_only: bool = False, actions: torch.Tensor | None = None):
         """Logits (B, n, vocab) of the next token after each of ``tokens`` (B, n), which lie on the token
         grid ``shape`` (default: ``latent_shape``); with a cache, ``tokens`` continue the cached sequence.
         ``return_hidden`` also returns the final normalized states; ``last_only`` projects only the last
-        position to the vocabulary (all that generation needs)."""
+        position to the vocabulary (all that generation needs). ``actions`` (B, T, action_dim): the actions
+        leading into each latent frame, embedded and added to that frame's tokens."""
         start = cache.length if cache is not None else 0
         cos, sin, pos = self.positions(start, tokens.shape[1], shape or self.cfg.latent_shape, tokens.device)
         x = self.tok_embeddings(tokens)
+        if self.action_embed is not None:
+            if actions is None:
+                raise ValueError("this model is action-conditioned: pass actions (B, T, action_dim)")
+            hw = shape[1] * shape[2] if shape else self.cfg.latent_shape[1] * self.cfg.latent_shape[2]
+            idx = torch.arange(start, start + tokens.shape[1], device=tokens.device) - int(self.cfg.bov_token)
+            frame = (idx.clamp_min(0) // hw).clamp_max(actions.shape[1] - 1)
+            a = self.action_embed(actions.to(x.dtype))[:, frame]  # (B, n, dim)
+            x = x + a * (idx >= 0).to(x.dtype)[None, :, None]  # <bov> gets none
         for i, blk in enumerate(self.blocks):
             if pos is not None:
                 x = x + pos.to(x.dtype)

@@ -56,9 +56,11 @@ class ARPipeline:
 
     @torch.no_grad()
     def video2world(self, frames: np.ndarray, prompt: str = "", num_input_frames: int = 1,
-                    sampling: SamplingConfig | None = None, medusa: bool = False) -> np.ndarray:
+                    sampling: SamplingConfig | None = None, medusa: bool = False,
+                    actions: np.ndarray | None = None) -> np.ndarray:
         """uint8 (T, H, W, 3): the last ``num_input_frames`` of ``frames`` followed by the generated rest of
-        one clip (``data.num_frames`` frames); H and W must be multiples of the tokenizer's compression."""
+        one clip (``data.num_frames`` frames); H and W must be multiples of the tokenizer's compression.
+        ``actions`` ((clip - 1, 7) robot actions, one per frame transition) for an action-conditioned model."""
         from openwfm.video.transforms import from_tensor, to_tensor
 
         n_in, clip = num_input_frames, self.cfg.data.num_frames
@@ -83,13 +85,23 @@ class ARPipeline:
             context = self.text.encode([prompt])[0].to(self.device)
         sampling = sampling or SamplingConfig()
         new = seq.shape[1] - keep
+        acts = None
+        if bool(self.cfg.model.action_dim) != (actions is not None):
+            raise ValueError("actions go with an action-conditioned model (model.action_dim > 0), which needs them")
+        if actions is not None:
+            from openwfm.posttrain.train import latent_frame_actions
+
+            acts = latent_frame_actions({"actions": np.asarray(actions).tolist()}, 0, 1, clip,
+                                        self.tokenizer.cfg.temporal_compression)[None].to(self.device)
+            acts = acts * self.cfg.action_scale
         if medusa:
             if self.model.medusa is None:
                 raise ValueError("this model has no Medusa heads (train with medusa.num_heads > 0)")
             out, self.stats = medusa_generate(self.model.net, self.model.medusa, seq[:, :keep], new, sampling,
-                                              context, shape=shape)
+                                              context, shape=shape, actions=acts)
         else:
-            out, self.stats = generate(self.model.net, seq[:, :keep], new, sampling, context, shape=shape), {}
+            out = generate(self.model.net, seq[:, :keep], new, sampling, context, shape=shape, actions=acts)
+            self.stats = {}
         tokens = out[:, int(self.cfg.model.bov_token):].view(1, *shape)
         if self.decoder is not None:
             from openwfm.autoregressive.decoder import decode_tokens

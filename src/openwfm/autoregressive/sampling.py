@@ -60,9 +60,11 @@ def sample(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator
 @torch.no_grad()
 def generate(model: ARTransformer, prompt: torch.Tensor, num_new: int, cfg: SamplingConfig | None = None,
              context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None,
-             shape: tuple[int, int, int] | None = None, use_cache: bool = True) -> torch.Tensor:
+             shape: tuple[int, int, int] | None = None, use_cache: bool = True,
+             actions: torch.Tensor | None = None) -> torch.Tensor:
     """(B, P + num_new) tokens: ``prompt`` (B, P) continued. ``use_cache=False`` recomputes the whole
-    sequence for every token (the reference the cache is checked and benchmarked against)."""
+    sequence for every token (the reference the cache is checked and benchmarked against). ``actions``
+    (B, T, action_dim): an action-conditioned model's actions per latent frame."""
     cfg = cfg or SamplingConfig()
     gen = torch.Generator().manual_seed(cfg.seed)
     seq = prompt
@@ -70,7 +72,8 @@ def generate(model: ARTransformer, prompt: torch.Tensor, num_new: int, cfg: Samp
                     next(model.parameters()).dtype) if use_cache else None
     step_in = prompt
     for _ in range(num_new):
-        logits = model(step_in if use_cache else seq, cache, context, context_mask, shape, last_only=True)[:, -1]
+        logits = model(step_in if use_cache else seq, cache, context, context_mask, shape, last_only=True,
+                       actions=actions)[:, -1]
         nxt = sample(logits, cfg, gen)[:, None]
         seq = torch.cat([seq, nxt], 1)
         step_in = nxt

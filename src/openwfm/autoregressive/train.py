@@ -44,6 +44,7 @@ class ARRunConfig:
     medusa: MedusaConfig = field(default_factory=MedusaConfig)
     tokenizer: str = "dv4x8x8-s"  # discrete tokenizer: shipped name, or a tokenizer run / checkpoint
     text: TextConfig = field(default_factory=TextConfig)
+    action_scale: float = 100.0  # model.action_dim > 0: robot actions (m, rad per frame) scaled to ~1
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
     stages: list[StageConfig] = field(default_factory=list)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, log_every=10))
@@ -99,11 +100,11 @@ class ARWorldModel(nn.Module):
         return seq
 
     def forward(self, tokens: torch.Tensor, context: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+                generator: torch.Generator | None = None, actions: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         seq = self.sequence(tokens)
         shape = tuple(tokens.shape[1:])
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.mcfg.freeze_base):
-            logits, hidden = self.net(seq[:, :-1], context=context, shape=shape, return_hidden=True)
+            logits, hidden = self.net(seq[:, :-1], context=context, shape=shape, return_hidden=True, actions=actions)
         loss, stats = ar_loss(logits, seq[:, 1:], self.net.cfg.z_loss)
         if self.mcfg.freeze_base:
             loss = loss.detach()
@@ -170,6 +171,23 @@ class ARTask(Task):
         with torch.no_grad():
             return tok.encode(batch["video"])[0]
 
+    def actions(self, batch: dict, tokens: torch.Tensor) -> torch.Tensor | None:
+        """(B, T', action_dim) actions into each latent frame, for an action-conditioned model."""
+        if not self.cfg.model.action_dim:
+            return None
+        if "meta" not in batch:
+            raise ConfigError("an action-conditioned model trains on video shards of robot rollouts (their "
+                              "actions are in the sample metadata), not on precomputed tokens")
+        from openwfm.posttrain.train import latent_frame_actions
+
+        tc = self.tokenizer("cpu").cfg.temporal_compression
+        a = torch.stack([latent_frame_actions(m, int(s), self.cfg.data.frame_stride, batch["video"].shape[2], tc)
+                         for m, s in zip(batch["meta"], batch["start_frame"])])
+        if a.shape[-1] != self.cfg.model.action_dim:
+            raise ConfigError(f"model.action_dim={self.cfg.model.action_dim}, but actions per latent frame are "
+                              f"{a.shape[-1]} (7 x temporal compression {tc})")
+        return a.to(tokens.device) * self.cfg.action_scale
+
     def loss(self, model, batch: dict, env: DistEnv):
         tokens = self.token_grid(batch)
         context = None
@@ -178,7 +196,7 @@ class ARTask(Task):
                 self._text = make_text_encoder(self.cfg.text)
             emb, _ = self._text.encode(list(batch["caption"]))
             context = drop_text(emb, self.cfg.text.dropout, self._gen).to(tokens.device)
-        return model(tokens, context, self._gen)
+        return model(tokens, context, self._gen, self.actions(batch, tokens))
 
     def tokens(self, batch: dict) -> int:
         t = batch.get("tokens")

@@ -200,6 +200,18 @@ def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.
     return torch.cat([steps[:, :, :6].sum(1), steps[:, -1:, 6]], -1).flatten()
 
 
+def latent_frame_actions(meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int
+                         ) -> torch.Tensor:
+    """(T', 7 * temporal_compression): the actions leading into each latent frame of a causal tokenizer's
+    clip (latent frame i >= 1 covers pixel frames 4i-3 .. 4i, reached by transitions 4i-4 .. 4i-1); zeros
+    for the first. The autoregressive model's action conditioning."""
+    tc = temporal_compression
+    if (num_frames - 1) % tc:
+        raise ValueError(f"{num_frames} frames: a causal tokenizer with temporal compression {tc} takes 1 + k*{tc}")
+    a = clip_actions(meta, start, stride, num_frames).view(-1, tc * 7)
+    return torch.cat([torch.zeros(1, tc * 7), a])
+
+
 @register_task
 class ActionTask(PosttrainTask):
     name = "posttrain-action"
