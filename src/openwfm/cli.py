@@ -240,6 +240,14 @@ def posttrain_camera(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optio
     _posttrain("posttrain-camera", base, data, out_dir, preset, overrides, resume)
 
 
+@posttrain_app.command("multiview")
+def posttrain_multiview(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
+                        data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET,
+                        resume: bool = _PT_RESUME) -> None:
+    """Six driving cameras generated jointly (view-aware; trajectory=true adds the ego path), from drive rollouts."""
+    _posttrain("posttrain-multiview", base, data, out_dir, preset, overrides, resume)
+
+
 @posttrain_app.command("action")
 def posttrain_action(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
                      data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET, resume: bool = _PT_RESUME) -> None:
@@ -593,14 +601,57 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     out.print(f"wrote {dst}: {n_in} input + {len(video) - n_in} generated frames in {time.perf_counter() - t0:.1f} s")
 
 
+@gen_app.command("multiview")
+def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tiled six-camera video (a drive rollout)."),
+                       dst: Path = typer.Option(..., "--out", "-o"), checkpoint: Path = _CKPT,
+                       prompt: str = typer.Option("", "--prompt", "-p"),
+                       trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON with the ego's 64-point future trajectory (a drive rollout's JSON works)."),
+                       steps: int = _STEPS, seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER,
+                       device: str = _DEVICE) -> None:
+    """Multi-view driving: continue six tiled cameras jointly from the input's first frame."""
+    import json as _json
+
+    from openwfm.data.buckets import bucket_sizes, fit_to_bucket, nearest_bucket
+    from openwfm.diffusion.pipeline import WorldPipeline
+    from openwfm.posttrain.train import MultiviewRunConfig, trajectory_vector, view_maps
+    from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
+    from openwfm.video import read_video, write_video
+
+    pipe = WorldPipeline.from_run(checkpoint, device=device)
+    if not isinstance(pipe.cfg, MultiviewRunConfig):
+        raise typer.BadParameter(f"{checkpoint}: not a multi-view model (wfm posttrain multiview)")
+    if (trajectory is not None) != pipe.cfg.trajectory:
+        raise typer.BadParameter("--trajectory goes with a trajectory-conditioned model (and such a model needs it)")
+    frames = read_video(src).frames[:1]
+    H, W = frames.shape[1:3]
+    h, w = bucket_sizes(pipe.cfg.data.resolution, multiple=16)[nearest_bucket(W, H)]
+    frames = fit_to_bucket(frames, (h, w))[0]
+    g = _gen_options(steps, 0.0, seed, fps, sampler, "", 0, f"{h}x{w}", 1)
+    meta = {"height": H, "width": W, "view_layout": [list(r) for r in VIEW_LAYOUT], "views_order": list(VIEWS)}
+    kw = {"extra": view_maps(meta, (h, w), pipe.latent_grid(h, w, g))[None]}
+    if trajectory is not None:
+        try:
+            kw["action"] = trajectory_vector(_json.loads(trajectory.read_text()))[None] * pipe.cfg.trajectory_scale
+        except (OSError, ValueError) as e:
+            raise typer.BadParameter(f"{trajectory}: cannot read the trajectory ({e})") from None
+    t0 = time.perf_counter()
+    video = pipe.video2world(frames, prompt, g, net_kw=kw)
+    write_video(dst, video, fps)
+    out.print(f"wrote {dst}: six views tiled {VIEW_LAYOUT}, {len(video)} frames in {time.perf_counter() - t0:.1f} s")
+
+
 def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actions: Optional[Path]) -> dict:
     """Network inputs of a post-trained model for one clip: camera rays and / or robot actions."""
     import json as _json
 
+    from openwfm.posttrain.train import CameraRunConfig, MultiviewRunConfig
+
     net = pipe.model.net.cfg
     clip = pipe._clip_frames(g)
     kw = {}
-    if (camera is not None) != (net.extra_channels == 6):
+    if isinstance(pipe.cfg, MultiviewRunConfig):
+        raise typer.BadParameter("a multi-view model: generate with `wfm generate multiview`")
+    if (camera is not None) != isinstance(pipe.cfg, CameraRunConfig):
         raise typer.BadParameter("--camera goes with a camera post-trained model (and such a model needs it)")
     if (actions is not None) != bool(net.action_dim):
         raise typer.BadParameter("--actions goes with an action post-trained model (and such a model needs it)")

@@ -46,14 +46,14 @@ class GenerateConfig:
 
 def load_world_model(run: str | os.PathLike, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
     """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir: a
-    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``posttrain-action``, rebuilt by its
-    task so its extra inputs and adapters are in place)."""
+    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``, rebuilt
+    by its task so its extra inputs and adapters are in place)."""
     from openwfm.train.checkpoint import load_weights
     from openwfm.train.task import get_task
 
     config, weights = load_weights(run, ema=ema)
     task = config.get("task")
-    if task not in ("diffusion", "posttrain-camera", "posttrain-action"):
+    if task not in ("diffusion", "posttrain-camera", "posttrain-action", "posttrain-multiview"):
         raise ValueError(f"{run}: a '{task}' run, not a diffusion world model")
     task_cls = get_task(task)
     cfg = from_dict(task_cls.config_cls, config, f"{run}/config.json", ignore=("task",))

@@ -16,6 +16,7 @@ training the post-trained model computes what the base computes.
 
     wfm posttrain camera --base runs/dit --out runs/camera data.shards=shards/orbit
     wfm posttrain action --base runs/dit --out runs/action data.shards=shards/push
+    wfm posttrain multiview --base runs/dit --out runs/multiview data.shards=shards/drive [trajectory=true]
 """
 
 from __future__ import annotations
@@ -227,3 +228,75 @@ class ActionTask(PosttrainTask):
                                for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
         scale = 0.0 if self.cfg.blind else self.cfg.action_scale
         return self.diffusion_loss(model, batch, x0, env, action=actions * scale)
+
+
+# -- multi-view driving ---------------------------------------------------------------------------------------
+NUM_VIEWS = 6  # sim.drive.VIEWS: front, front_left, front_right, back, back_left, back_right
+@dataclass
+class MultiviewRunConfig(PosttrainRunConfig):
+    trajectory: bool = False  # condition on the ego's future trajectory (64 points at 0.1 s) as well
+    trajectory_scale: float = 1.0  # metres of the 1:10 scene: already ~1
+
+
+register_preset(MultiviewRunConfig, "tiny")(lambda: _tiny(MultiviewRunConfig))
+
+
+def view_maps(meta: dict, frame_size: tuple[int, int], latent_grid: tuple[int, int, int]) -> torch.Tensor:
+    """(6, T', H', W') one-hot view id of every latent pixel of a tiled multi-view clip (``sim/drive.py``:
+    views tiled by ``meta.view_layout``) after the frames were fitted into ``frame_size``; zeros on
+    padding. Channel k is ``meta.views_order[k]``: each view's tokens know which camera they belong to."""
+    layout, order = meta.get("view_layout"), meta.get("views_order")
+    if not layout or not order:
+        raise ConfigError(f"sample {meta.get('name', '?')} is not a multi-view rollout (meta.view_layout, "
+                          "views_order): multi-view post-training needs the drive scenario")
+    H, W = int(meta["height"]), int(meta["width"])
+    h, w = frame_size
+    s = min(h / H, w / W)
+    nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
+    top, left = (h - nh) // 2, (w - nw) // 2
+    t, gh, gw = latent_grid
+    ys = (torch.arange(gh) + 0.5) * h / gh - top  # latent pixel centers in the fitted content's pixels
+    xs = (torch.arange(gw) + 0.5) * w / gw - left
+    rows, cols = len(layout), len(layout[0])
+    r = torch.floor(ys / nh * rows).long()
+    c = torch.floor(xs / nw * cols).long()
+    out = torch.zeros(len(order), gh, gw)
+    for i in range(gh):
+        for j in range(gw):
+            if 0 <= r[i] < rows and 0 <= c[j] < cols:
+                out[order.index(layout[r[i]][c[j]]), i, j] = 1.0
+    return out[:, None].expand(-1, t, -1, -1).contiguous()
+
+
+def trajectory_vector(meta: dict) -> torch.Tensor:
+    """(128,) the ego's future (x, y) at 64 steps of 0.1 s, in the first frame's ego coordinates."""
+    traj = meta.get("trajectory")
+    if traj is None or len(traj) != 64:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no 64-point ego trajectory (meta.trajectory)")
+    return torch.tensor(traj, dtype=torch.float32).flatten()
+
+
+@register_task
+class MultiviewTask(PosttrainTask):
+    """Joint generation of the six tiled views (one sequence: self-attention spans every camera), each
+    latent pixel told its view by 6 one-hot channels; optionally conditioned on the ego trajectory (an MLP
+    into the timestep embedding, like robot actions)."""
+
+    name = "posttrain-multiview"
+    config_cls = MultiviewRunConfig
+
+    def build_model(self) -> torch.nn.Module:
+        extra = {"action_dim": 128} if self.cfg.trajectory else {}
+        return from_base(self.cfg, self.cfg.base, extra_channels=NUM_VIEWS, **extra)
+
+    def loss(self, model, batch: dict, env: DistEnv):
+        video = batch["video"]
+        x0 = self.latents(batch)
+        views = torch.stack([view_maps(m, tuple(video.shape[3:]), tuple(x0.shape[2:]))
+                             for m in batch["meta"]]).to(x0.device)
+        kw = {"extra": views}
+        if self.cfg.trajectory:
+            kw["action"] = torch.stack([trajectory_vector(m) for m in batch["meta"]]).to(x0.device) \
+                * self.cfg.trajectory_scale
+        return self.diffusion_loss(model, batch, x0, env, **kw)
+

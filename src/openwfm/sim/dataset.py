@@ -22,7 +22,7 @@ from openwfm.sim.rollout import Rollout
 from openwfm.sim.world import SimError
 from openwfm.video.io import read_video, write_video
 
-SCENARIOS = ("falling", "push", "orbit")
+SCENARIOS = ("falling", "push", "orbit", "drive")
 
 
 def simulate(scenario: str, cfg: SimConfig, seed: int) -> Rollout:
@@ -33,6 +33,8 @@ def simulate(scenario: str, cfg: SimConfig, seed: int) -> Rollout:
         from openwfm.sim.push import simulate as run
     elif scenario == "orbit":
         from openwfm.sim.orbit import simulate as run
+    elif scenario == "drive":
+        from openwfm.sim.drive import simulate as run
     else:
         raise SimError(f"unknown scenario '{scenario}': choose one of {', '.join(SCENARIOS)}")
     return run(cfg, seed)
