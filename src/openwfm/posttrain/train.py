@@ -258,13 +258,12 @@ def view_maps(meta: dict, frame_size: tuple[int, int], latent_grid: tuple[int, i
     ys = (torch.arange(gh) + 0.5) * h / gh - top  # latent pixel centers in the fitted content's pixels
     xs = (torch.arange(gw) + 0.5) * w / gw - left
     rows, cols = len(layout), len(layout[0])
-    r = torch.floor(ys / nh * rows).long()
-    c = torch.floor(xs / nw * cols).long()
-    out = torch.zeros(len(order), gh, gw)
-    for i in range(gh):
-        for j in range(gw):
-            if 0 <= r[i] < rows and 0 <= c[j] < cols:
-                out[order.index(layout[r[i]][c[j]]), i, j] = 1.0
+    r = torch.floor(ys / nh * rows).long()[:, None].expand(gh, gw)
+    c = torch.floor(xs / nw * cols).long()[None, :].expand(gh, gw)
+    inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+    view_of = torch.tensor([[order.index(v) for v in row] for row in layout])  # tile -> channel
+    ids = view_of[r.clamp(0, rows - 1), c.clamp(0, cols - 1)]
+    out = torch.nn.functional.one_hot(ids, len(order)).movedim(-1, 0).float() * inside
     return out[:, None].expand(-1, t, -1, -1).contiguous()
 
 
