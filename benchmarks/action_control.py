@@ -14,6 +14,7 @@ seeds under the same actions (counterfactuals must change the future more than t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -24,12 +25,13 @@ import torch
 
 from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
 from openwfm.evaluate.metrics import psnr
-from openwfm.posttrain.train import clip_actions
 from openwfm.video import read_video
 
 
-def predict(pipe: WorldPipeline, first: np.ndarray, actions: torch.Tensor, g: GenerateConfig) -> np.ndarray:
-    return pipe.video2world(first, "", g, net_kw={"action": actions[None] * pipe.cfg.action_scale})
+def predict(pipe: WorldPipeline, first: np.ndarray, meta: dict, g: GenerateConfig) -> np.ndarray:
+    n, tc = pipe.cfg.data.num_frames, pipe.codec.model.cfg.temporal_compression
+    cfg = dataclasses.replace(pipe.cfg, blind=False)  # scaled actions as given (the blind model is given zeros)
+    return pipe.video2world(first, "", g, net_kw={"action": cfg.action_input(meta, 0, 1, n, tc)[None]})
 
 
 def main() -> None:
@@ -48,14 +50,14 @@ def main() -> None:
     for k, meta in enumerate(metas):
         frames = np.stack([cv2.resize(f, (res, res), interpolation=cv2.INTER_AREA)
                            for f in read_video(Path(args.sim) / f"{meta['name']}.mp4").frames[:n]])
-        acts = clip_actions(meta, 0, 1, n)
+        acts = np.array(meta["actions"])[:n - 1]
         g = GenerateConfig(steps=args.steps, guidance=0.0, num_input_frames=1, fps=12.0, seed=k)
         g2 = GenerateConfig(**{**g.__dict__, "seed": k + 1000})
-        true = predict(pipe, frames[:1], acts, g)
-        rev = predict(pipe, frames[:1], acts.view(n - 1, 7).flip(0).flatten(), g)
-        zero = predict(pipe, frames[:1], torch.zeros_like(acts), g)
-        again = predict(pipe, frames[:1], acts, g2)
-        bl = predict(blind, frames[:1], torch.zeros_like(acts), g)
+        true = predict(pipe, frames[:1], {"actions": acts.tolist()}, g)
+        rev = predict(pipe, frames[:1], {"actions": acts[::-1].tolist()}, g)
+        zero = predict(pipe, frames[:1], {"actions": np.zeros_like(acts).tolist()}, g)
+        again = predict(pipe, frames[:1], {"actions": acts.tolist()}, g2)
+        bl = predict(blind, frames[:1], {"actions": np.zeros_like(acts).tolist()}, g)
 
         def p(a, b):
             return float(psnr(a[1:], b[1:]).mean())

@@ -101,10 +101,17 @@ def test_action_conditioning_at_initialization_equals_the_base_model():
     assert missing and all(k.startswith("action_embed") for k in missing)
     x, c, text = _inputs(base.cfg)
     a = torch.randn(2, 14)
+    per_frame = torch.randn(2, 2, 14)  # x has 2 latent frames
     with torch.no_grad():
         torch.testing.assert_close(acted(x, c, text, action=a), base(x, c, text))
+        torch.testing.assert_close(acted(x, c, text, action=per_frame), base(x, c, text))
         torch.nn.init.normal_(acted.action_embed[2].weight, std=0.5)  # once trained, actions matter
         assert not torch.allclose(acted(x, c, text, action=a), acted(x, c, text, action=-a))
+        # per frame: changing the second frame's actions changes that frame's output more than the first's
+        other = per_frame.clone()
+        other[:, 1] = -other[:, 1]
+        d = (acted(x, c, text, action=per_frame) - acted(x, c, text, action=other)).abs()
+        assert float(d[:, :, 1].mean()) > float(d[:, :, 0].mean()) > 0
     with pytest.raises(ValueError, match="action-conditioned"):
         acted(x, c, text)
 
@@ -215,6 +222,13 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     assert last["step"] == 2 and math.isfinite(last["loss"])
     rollout = sorted((tmp_path / "push").glob("*.json"))[0]  # its "actions" drive the generation
     _generate(tmp_path, tmp_path / "action", rollout.with_suffix(".mp4"), ["--actions", str(rollout)])
+
+    per_frame = make_config(ActionRunConfig, "tiny", overrides=[  # each latent frame its own actions
+        f"data.shards={tmp_path / 'shards'}", "data.batch_size=2", "data.num_frames=9", "data.resolution=32",
+        "train.steps=2", "model.num_blocks=1", "per_frame=true"])
+    assert per_frame.action_dim(4) == 28
+    Trainer(ActionTask(per_frame), tmp_path / "action2", progress=False).fit()
+    _generate(tmp_path, tmp_path / "action2", rollout.with_suffix(".mp4"), ["--actions", str(rollout)])
 
 
 def _generate(tmp_path, run, video, extra):

@@ -666,8 +666,6 @@ def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actio
         kw["extra"] = clip_rays(meta, 0, 1, clip, (h, w), pipe.latent_grid(h, w, g),
                                 pipe.codec.model.cfg.temporal_compression)[None]
     if actions is not None:
-        from openwfm.posttrain.train import clip_actions
-
         try:
             acts = _json.loads(actions.read_text())
         except (OSError, ValueError) as e:
@@ -675,10 +673,10 @@ def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actio
         doc = acts if isinstance(acts, dict) else {"actions": acts}
         if len(doc.get("actions") or []) < clip - 1:
             raise typer.BadParameter(f"{actions}: needs {clip - 1} actions of 7 numbers for a {clip}-frame clip")
-        a = clip_actions({**doc, "name": str(actions)}, 0, 1, clip)
-        if a.numel() != net.action_dim:
-            raise typer.BadParameter(f"{actions}: {a.numel()} action values, the model takes {net.action_dim}")
-        kw["action"] = a[None] * pipe.cfg.action_scale
+        a = pipe.cfg.action_input({**doc, "name": str(actions)}, 0, 1, clip, pipe.codec.model.cfg.temporal_compression)
+        if a.shape[-1] != net.action_dim:
+            raise typer.BadParameter(f"{actions}: {a.shape[-1]} action values, the model takes {net.action_dim}")
+        kw["action"] = a[None]
     return kw
 
 

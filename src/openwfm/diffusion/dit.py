@@ -45,7 +45,8 @@ class DiTConfig:
     concat_padding_mask: bool = True
     condition_mask: bool = False  # Video2World: one more input channel marking the conditioning frames
     extra_channels: int = 0  # conditioning features concatenated to the input (the AR diffusion decoder's tokens)
-    action_dim: int = 0  # robot post-training: a per-sample action vector, MLP-embedded into the timestep embedding
+    action_dim: int = 0  # robot post-training: an action vector per sample (B, A) or per latent frame (B, T, A),
+    # MLP-embedded into the timestep embedding (per frame: that frame's tokens get their own modulation)
     qk_norm_eps: float = 1e-6
 
     @property
@@ -238,13 +239,16 @@ class DiT(nn.Module):
         tt, th, tw = t // pt, h // p, w // p
 
         emb = timestep_features(c_noise, cfg.model_channels).to(tokens.dtype)  # (B, d)
+        emb = emb[:, None]  # (B, 1, d): one modulation for every token
         if cfg.action_dim:
-            if action is None or action.shape != (b, cfg.action_dim):
-                raise ValueError(f"this DiT is action-conditioned: pass action ({b}, {cfg.action_dim}), got "
-                                 f"{None if action is None else tuple(action.shape)}")
-            emb = emb + self.action_embed(action.to(tokens.dtype))
-        shared = self.t_fc2(F.silu(self.t_fc1(emb)))[:, None]
-        t_emb = self.t_norm(emb)[:, None]
+            if action is None or action.shape not in ((b, cfg.action_dim), (b, tt, cfg.action_dim)):
+                raise ValueError(f"this DiT is action-conditioned: pass action ({b}, {cfg.action_dim}) or per latent "
+                                 f"frame ({b}, {tt}, {cfg.action_dim}), got {None if action is None else tuple(action.shape)}")
+            a = self.action_embed(action.to(tokens.dtype))
+            # per frame: (B, T, d) -> each frame's tokens (t-major order) get their frame's embedding
+            emb = emb + (a[:, None] if a.ndim == 2 else a.repeat_interleave(th * tw, dim=1))
+        shared = self.t_fc2(F.silu(self.t_fc1(emb)))
+        t_emb = self.t_norm(emb)
         rope = rope_angles(tt, th, tw, cfg.head_dim, fps, cfg.base_fps, cfg.rope_extrapolation, t_offset,
                            tokens.device)
         pos = self.position_embedding(tt, th, tw, tokens.dtype) if cfg.pos_emb_learnable else None
@@ -253,6 +257,8 @@ class DiT(nn.Module):
             lo, hi = _chunk(tokens.shape[1], cp_group)
             tokens, rope = shard_sequence(tokens, 1, cp_group), (rope[0][lo:hi], rope[1][lo:hi])
             pos = shard_sequence(pos, 1, cp_group) if pos is not None else None
+            if t_emb.shape[1] > 1:  # per-token modulation follows the tokens
+                t_emb, shared = shard_sequence(t_emb, 1, cp_group), shard_sequence(shared, 1, cp_group)
         for block in self.blocks:
             tokens = block(tokens, t_emb, shared, text, rope, pos, mask, cp_group)
         h_out, = self.final_adaln(tokens, t_emb, shared)

@@ -180,9 +180,19 @@ class CameraTask(PosttrainTask):
 class ActionRunConfig(PosttrainRunConfig):
     action_scale: float = 100.0  # actions are metres / radians per frame (~0.01): scaled to ~1
     blind: bool = False  # the control model for evaluation: trained the same way, its actions zeroed
+    per_frame: bool = False  # each latent frame's tokens get the actions leading into that frame
 
-    def action_dim(self) -> int:
-        return 7 * (self.data.num_frames - 1)
+    def action_dim(self, temporal_compression: int = 4) -> int:
+        return 7 * temporal_compression if self.per_frame else 7 * (self.data.num_frames - 1)
+
+    def action_input(self, meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int
+                     ) -> torch.Tensor:
+        """The model's action input for one clip, scaled: (action_dim,) or, per frame, (T', action_dim)."""
+        if self.per_frame:
+            a = latent_frame_actions(meta, start, stride, num_frames, temporal_compression)
+        else:
+            a = clip_actions(meta, start, stride, num_frames)
+        return a * (0.0 if self.blind else self.action_scale)
 
 
 register_preset(ActionRunConfig, "tiny")(lambda: _tiny(ActionRunConfig))
@@ -218,16 +228,18 @@ class ActionTask(PosttrainTask):
     name = "posttrain-action"
     config_cls = ActionRunConfig
 
+    def temporal_compression(self) -> int:
+        return self.codec("cpu").model.cfg.temporal_compression
+
     def build_model(self) -> torch.nn.Module:
-        return from_base(self.cfg, self.cfg.base, action_dim=self.cfg.action_dim())
+        return from_base(self.cfg, self.cfg.base, action_dim=self.cfg.action_dim(self.temporal_compression()))
 
     def loss(self, model, batch: dict, env: DistEnv):
         x0 = self.latents(batch)
-        t = batch["video"].shape[2]
-        actions = torch.stack([clip_actions(m, int(s), self.cfg.data.frame_stride, t)
+        t, tc = batch["video"].shape[2], self.temporal_compression()
+        actions = torch.stack([self.cfg.action_input(m, int(s), self.cfg.data.frame_stride, t, tc)
                                for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
-        scale = 0.0 if self.cfg.blind else self.cfg.action_scale
-        return self.diffusion_loss(model, batch, x0, env, action=actions * scale)
+        return self.diffusion_loss(model, batch, x0, env, action=actions)
 
 
 # -- multi-view driving ---------------------------------------------------------------------------------------
