@@ -46,18 +46,12 @@ class DecoderModel(WorldModel):
         f = self.token_embed(tokens).movedim(-1, 1)
         return f if tuple(f.shape[2:]) == tuple(grid) else F.interpolate(f, size=grid, mode="trilinear")
 
-    def denoise(self, x, sigma, text, tokens: torch.Tensor | None = None, extra=None, **kw):
-        if extra is None:
-            extra = self.token_features(tokens, tuple(x.shape[2:]))
-        return super().denoise(x, sigma, text, extra=extra, **kw)
-
 
 @dataclass
 class DecoderRunConfig(DiffusionRunConfig):
     dv_tokenizer: str = "dv4x8x8-s"  # the discrete tokenizer whose tokens are decoded
     token_dim: int = 32
     vocab_size: int = 64000
-    edm: EDMConfig = field(default_factory=EDMConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
 
 
@@ -146,13 +140,6 @@ def decode_tokens(model: DecoderModel, codec, tokens: torch.Tensor, text: torch.
 
 
 def load_decoder(run: str | os.PathLike, ema: bool = True) -> tuple[DecoderModel, DecoderRunConfig]:
-    from openwfm.config import from_dict
-    from openwfm.train.checkpoint import load_weights
+    from openwfm.train.task import load_trained
 
-    config, weights = load_weights(run, ema=ema)
-    if config.get("task") != "ar-decoder":
-        raise ValueError(f"{run}: a '{config.get('task')}' run, not an autoregressive diffusion decoder")
-    cfg = from_dict(DecoderRunConfig, config, f"{run}/config.json", ignore=("task",))
-    model = DecoderModel(cfg.model, cfg.edm, cfg.vocab_size, cfg.token_dim)
-    model.load_state_dict(weights)
-    return model.eval(), cfg
+    return load_trained(run, ("ar-decoder",), "an autoregressive diffusion decoder", ema)

@@ -20,7 +20,7 @@ from torch import nn
 
 from openwfm.autoregressive.medusa import MedusaHeads, medusa_loss
 from openwfm.autoregressive.model import ARConfig, ARTransformer, ar_loss
-from openwfm.config import ConfigError, from_dict, get_preset, register_preset
+from openwfm.config import ConfigError, get_preset, register_preset
 from openwfm.data import DataConfig, StageConfig
 from openwfm.diffusion.train import TextConfig, make_text_encoder
 from openwfm.text import drop_text
@@ -205,12 +205,6 @@ class ARTask(Task):
 
 def load_ar_model(run: str | os.PathLike, ema: bool = True) -> tuple[ARWorldModel, ARRunConfig]:
     """A trained autoregressive world model (EMA weights by default) and its run config."""
-    from openwfm.train.checkpoint import load_weights
+    from openwfm.train.task import load_trained
 
-    config, weights = load_weights(run, ema=ema)
-    if config.get("task") != "ar":
-        raise ValueError(f"{run}: a '{config.get('task')}' run, not an autoregressive world model")
-    cfg = from_dict(ARRunConfig, config, f"{run}/config.json", ignore=("task",))
-    model = ARWorldModel(cfg.model, cfg.medusa)
-    model.load_state_dict(weights)
-    return model.eval(), cfg
+    return load_trained(run, ("ar",), "an autoregressive world model", ema)

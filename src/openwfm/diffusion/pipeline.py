@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from openwfm.config import from_dict
 from openwfm.diffusion.model import WorldModel, condition_latent_frames
 from openwfm.diffusion.sample import sample_latents
 from openwfm.diffusion.train import DiffusionRunConfig, LatentCodec, make_text_encoder
@@ -46,24 +45,11 @@ class GenerateConfig:
 
 def load_world_model(run: str | os.PathLike, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
     """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir: a
-    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``, rebuilt
-    by its task so its extra inputs and adapters are in place)."""
-    from openwfm.train.checkpoint import load_weights
-    from openwfm.train.task import get_task
+    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``)."""
+    from openwfm.train.task import load_trained
 
-    config, weights = load_weights(run, ema=ema)
-    task = config.get("task")
-    if task not in ("diffusion", "posttrain-camera", "posttrain-action", "posttrain-multiview"):
-        raise ValueError(f"{run}: a '{task}' run, not a diffusion world model")
-    task_cls = get_task(task)
-    cfg = from_dict(task_cls.config_cls, config, f"{run}/config.json", ignore=("task",))
-    if task == "diffusion":
-        model = WorldModel(cfg.model, cfg.edm, cfg.v2w)
-    else:
-        cfg.base = ""  # the weights below replace the base's
-        model = task_cls(cfg).build_model()
-    model.load_state_dict(weights)
-    return model.eval(), cfg
+    return load_trained(run, ("diffusion", "posttrain-camera", "posttrain-action", "posttrain-multiview"),
+                        "a diffusion world model", ema)
 
 
 class WorldPipeline:

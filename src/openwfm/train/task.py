@@ -74,6 +74,26 @@ def get_task(name: str) -> type[Task]:
     return _TASKS[name]
 
 
+def load_trained(run, tasks: tuple[str, ...], what: str, ema: bool = True) -> tuple[torch.nn.Module, Any]:
+    """A trained model (EMA weights by default) and its run config from a run or checkpoint directory whose
+    task is one of ``tasks``: the task rebuilds the model (extra inputs, adapters, heads in place), then
+    the saved weights fill it. A post-trained run's ``base`` is not reloaded: its own weights replace it."""
+    from openwfm.config import from_dict
+    from openwfm.train.checkpoint import load_weights
+
+    config, weights = load_weights(run, ema=ema)
+    task = config.get("task")
+    if task not in tasks:
+        raise ValueError(f"{run}: a '{task}' run, not {what}")
+    task_cls = get_task(task)
+    cfg = from_dict(task_cls.config_cls, config, f"{run}/config.json", ignore=("task",))
+    if hasattr(cfg, "base"):
+        cfg.base = ""
+    model = task_cls(cfg).build_model()
+    model.load_state_dict(weights)
+    return model.eval(), cfg
+
+
 def _load_builtin() -> None:
     """Import the modules that register tasks (each model family registers its own)."""
     import openwfm.autoregressive.decoder  # noqa: F401
