@@ -163,6 +163,17 @@ def make_encoder(encoder: str = "minilm", path: str = "", max_length: int = 64, 
     return CachedEncoder(enc, cache_dir)
 
 
+def sentence_embeddings(encoder: TextEncoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """One L2-normalized vector per text: the mean of its token states (padding excluded), the way
+    all-MiniLM-L6-v2 was trained to be compared by cosine similarity. Returns ``(N, dim)`` float32."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        emb, mask = encoder.encode(list(texts[i:i + batch_size]))
+        pooled = emb.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, encoder.dim)
+
+
 def drop_text(emb: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each prompt's embedding by zeros (the unconditional input, as in Cosmos) with probability
     ``p`` (Cosmos: 0.2), so one model learns both branches of classifier-free guidance. The DiT attends
