@@ -61,3 +61,48 @@ def moving_frames(t: int = 24, h: int = 64, w: int = 80, seed: int = 0) -> np.nd
 @pytest.fixture
 def frames() -> np.ndarray:
     return moving_frames()
+
+
+VLM_WORDS = ("a the camera scene moves static fast slow red blue cube ball video image describe this in one "
+         "sentence user assistant : . ,").split()
+VLM_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}"
+            "{% if c['type'] == 'image' %}<image> {% elif c['type'] == 'text' %}{{ c['text'] }} {% endif %}"
+            "{% endfor %}{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory) -> Path:
+    """A tiny random-init Llava (CLIP vision tower + Llama text model) with a word-level tokenizer, saved
+    to a local directory; no hub access."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+    vocab = {w: i for i, w in enumerate(specials + VLM_WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"})
+    image_processor = transformers.CLIPImageProcessorPil(size={"shortest_edge": 16},
+                                                         crop_size={"height": 16, "width": 16})
+    processor = transformers.LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
+                                            vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                            chat_template=VLM_TEMPLATE)  # 16x16 / 8x8 patches + CLS - CLS = 4 tokens
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=16, patch_size=8)
+    text = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                    bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=vocab["<image>"],
+                                      image_seq_length=4, vision_feature_layer=-1)
+    torch.manual_seed(0)
+    model = transformers.LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = 0
+    model.generation_config.suppress_tokens = list(range(len(specials)))  # words only: one per new token, no EOS
+    out = tmp_path_factory.mktemp("tiny-llava")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

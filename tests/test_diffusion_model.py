@@ -145,14 +145,15 @@ def test_pipeline_text2world_and_video2world(tmp_path):
     model = WorldModel(cfg.model, cfg.edm, cfg.v2w).eval()
     seen = []
     pipe = WorldPipeline(model, cfg, offload=True, pre_guard=lambda p: seen.append(("pre", p)),
-                         upsample=lambda p: p + ", photorealistic", post_guard=lambda f: seen.append(("post", f.shape)))
+                         upsample=lambda p: p + ", photorealistic", post_guard=lambda f: seen.append(("post", f.shape)) or f[::-1].copy())
     g = GenerateConfig(steps=2, guidance=2.0, negative_prompt="blurry")
     video = pipe.text2world("a red square", g)
     assert video.shape == (9, 32, 32, 3) and video.dtype == np.uint8
     assert seen[0] == ("pre", "a red square") and seen[1] == ("post", (9, 32, 32, 3))
     frames = moving_frames(5, 32, 32)
     cont = pipe.video2world(frames, "a red square", GenerateConfig(steps=2, guidance=0.0), total_frames=20)
-    assert cont.shape == (20, 32, 32, 3) and np.array_equal(cont[:5], frames)
+    assert cont.shape == (20, 32, 32, 3) and np.array_equal(cont[-5:], frames[::-1])  # what the post-guard returns
+    assert seen[-1] == ("post", (20, 32, 32, 3))  # once, on the whole chained video
     with pytest.raises(ValueError, match="multiples of 16"):
         pipe.text2world("x", GenerateConfig(steps=1, height=24))
 

@@ -325,6 +325,18 @@ def data_index(shards: Path = typer.Argument(..., help="Shard directory or glob.
     out.print(table)
 
 
+@data_app.command("caption-index")
+def data_caption_index(sources: List[Path] = typer.Argument(..., help="Shard dirs, curator outputs, wfm sim dirs or "
+                                                                     "text files (one caption per line)."),
+                       out_dir: Path = typer.Option(..., "--out", "-o", help="Index directory to write.")) -> None:
+    """Build the caption index the prompt upsampler retrieves from (MiniLM sentence embeddings)."""
+    from openwfm.text import CaptionIndex
+
+    index = CaptionIndex.from_sources(sources)
+    index.save(out_dir)
+    out.print(f"wrote {out_dir}: {len(index)} captions")
+
+
 @ckpt_app.command("verify")
 def ckpt_verify(paths: List[Path] = typer.Argument(..., help="Checkpoint directories (or a run's checkpoints/).")) -> None:
     """Check every file of a checkpoint against its index (sizes and sha256)."""
@@ -550,6 +562,93 @@ _SAMPLER = typer.Option("2ab", "--sampler", help="2ab | euler | heun")
 _NEG = typer.Option("", "--negative-prompt", help="What to steer away from (the unconditional branch).")
 _OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU except while they run.")
 _DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
+_NO_GUARD = typer.Option(False, "--no-guardrail", help="Skip the prompt and video guards (a warning is printed).")
+_GUARD_CFG = typer.Option(None, "--guardrail-config", help="YAML with guardrail settings (docs/guardrail.md).")
+_INDEX = typer.Option(None, "--upsample-index", help="Caption index (wfm data caption-index): upsample the prompt.")
+_UPSAMPLER = typer.Option(None, "--upsampler", help="Local LLM/VLM directory for the prompt upsampler.")
+
+
+def _guard_hooks(no_guardrail: bool, config: Optional[Path]) -> dict:
+    """Pipeline hooks of the guardrail (pre: prompt, post: frames), or none with a warning."""
+    from openwfm.guardrail import Guardrail, load_guardrail_config
+
+    cfg = load_guardrail_config(config)
+    cfg.enabled = cfg.enabled and not no_guardrail
+    return Guardrail(cfg).hooks()  # warns when disabled
+
+
+def _upsampler(index: Optional[Path], llm: Optional[Path]):
+    """The prompt upsampler for ``--upsample-index`` / ``--upsampler`` (None when neither is given)."""
+    if index is None and llm is None:
+        return None
+    from openwfm.text import CaptionIndex, LLMUpsampler, RetrievalUpsampler
+
+    idx = CaptionIndex.load(index) if index is not None else None
+    return LLMUpsampler(llm, index=idx) if llm is not None else RetrievalUpsampler(idx)
+
+
+guard_app = typer.Typer(help="Guardrails: check a prompt or a video (exit 0 allowed, 3 blocked, 1 error).",
+                        no_args_is_help=True)
+app.add_typer(guard_app, name="guard")
+_GUARD_SET = typer.Option(None, "--set", help="key=value guardrail settings, e.g. pre.classifier_threshold=0.7.")
+BLOCKED_EXIT = 3
+
+
+@guard_app.command("prompt")
+def guard_prompt(prompt: str = typer.Argument(..., help="The prompt to check."),
+                 config: Optional[Path] = _GUARD_CFG, overrides: Optional[List[str]] = _GUARD_SET) -> None:
+    """Pre-guard: blocklist (normalized, lemmatized, fuzzy), prompt classifier, optional local LLM guard."""
+    from openwfm.guardrail import Guardrail, load_guardrail_config
+
+    d = Guardrail(load_guardrail_config(config, overrides)).check_prompt(prompt)
+    out.print(f"{'allowed' if d.allowed else '[bold red]BLOCKED[/]'} ({d.component}): {d.reason}")
+    raise typer.Exit(0 if d.allowed else BLOCKED_EXIT)
+
+
+@guard_app.command("video")
+def guard_video(src: Path = typer.Argument(..., help="Video to check."),
+                dst: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the cleaned video (faces pixelated)."),
+                config: Optional[Path] = _GUARD_CFG, overrides: Optional[List[str]] = _GUARD_SET) -> None:
+    """Post-guard: content safety on sampled frames (any unsafe frame -> unsafe), faces pixelated in every
+    frame they appear in. Nothing is written for an unsafe video."""
+    from openwfm.guardrail import Guardrail, load_guardrail_config
+    from openwfm.video import read_video, write_video
+
+    video = read_video(src)
+    frames, d = Guardrail(load_guardrail_config(config, overrides)).check_video(video.frames)
+    out.print(f"{'safe' if d.allowed else '[bold red]UNSAFE[/]'} ({d.component}): {d.reason}")
+    if not d.allowed:
+        raise typer.Exit(BLOCKED_EXIT)
+    if dst is not None:
+        write_video(dst, frames, video.fps)
+        out.print(f"wrote {dst}: {len(frames)} frames")
+
+
+@app.command()
+def upsample(prompt: str = typer.Argument(..., help="A short prompt."),
+             index: Optional[Path] = typer.Option(None, "--index", help="Caption index (wfm data caption-index)."),
+             llm: Optional[Path] = _UPSAMPLER,
+             video: Optional[Path] = typer.Option(None, "--video", help="Video2World: use this input video's caption."),
+             word_limit: int = typer.Option(0, "--word-limit", help="Leave longer prompts as they are (0: default)."))\
+        -> None:
+    """Prompt upsampler: rewrite a short prompt in the style of the training captions, keeping its facts."""
+    from openwfm.text import upsample_video2world, video_caption
+
+    if index is None and llm is None:
+        raise typer.BadParameter("give a caption index (--index DIR) and/or a local model (--upsampler DIR)")
+    up = _upsampler(index, llm)
+    if word_limit:
+        up.word_limit = word_limit
+    if video is not None:
+        from openwfm.video import read_video
+
+        v = read_video(video)
+        res = upsample_video2world(prompt, video_caption(v.frames, fps=v.fps), up, v.frames)
+    else:
+        res = up.upsample(prompt)
+    out.print(res.upsampled)
+    if res.skipped:
+        console.print(f"[yellow]not upsampled:[/] {res.reason}")
 
 
 @gen_app.command("text2world")
@@ -558,12 +657,16 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
                         fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
                         size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),
-                        offload: bool = _OFFLOAD, device: str = _DEVICE) -> None:
-    """Text2World: a video from a prompt."""
+                        offload: bool = _OFFLOAD, device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
+                        guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
+                        upsampler: Optional[Path] = _UPSAMPLER) -> None:
+    """Text2World: a video from a prompt (between the prompt and video guards; optionally upsampled)."""
     from openwfm.diffusion.pipeline import WorldPipeline
     from openwfm.video import write_video
 
-    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload)
+    up = _upsampler(upsample_index, upsampler)
+    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload, upsample=up,
+                                  **_guard_hooks(no_guardrail, guardrail_config))
     t0 = time.perf_counter()
     video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size))
     write_video(dst, video, fps)
@@ -580,13 +683,17 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
                          actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
-                         offload: bool = _OFFLOAD, device: str = _DEVICE) -> None:
-    """Video2World: continue a video (optionally steered by a prompt, a camera path or robot actions)."""
+                         offload: bool = _OFFLOAD, device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
+                         guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
+                         upsampler: Optional[Path] = _UPSAMPLER) -> None:
+    """Video2World: continue a video (optionally steered by a prompt, a camera path or robot actions),
+    between the prompt and video guards."""
     from openwfm.diffusion.pipeline import WorldPipeline
     from openwfm.video import read_video, write_video
     from openwfm.video.transforms import center_crop, resize
 
-    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload)
+    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload,
+                                  **_guard_hooks(no_guardrail, guardrail_config))
     g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames)
     n_in = g.num_input_frames or pipe.cfg.v2w.num_input_frames
     frames = read_video(src).frames
@@ -595,6 +702,12 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     frames = resize(frames, (max(h, round(frames.shape[1] * scale)), max(w, round(frames.shape[2] * scale))))
     frames = center_crop(frames, (h, w))
     net_kw = _posttrain_conditions(pipe, g, h, w, camera, actions)
+    up = _upsampler(upsample_index, upsampler)
+    if up is not None and prompt:
+        from openwfm.text import upsample_video2world, video_caption
+
+        prompt = upsample_video2world(prompt, video_caption(frames, fps=fps), up, frames).upsampled
+        out.print(f"upsampled prompt: {prompt}")
     t0 = time.perf_counter()
     video = pipe.video2world(frames[-n_in:], prompt, g, total_frames=total, net_kw=net_kw)
     write_video(dst, video, fps)
@@ -607,7 +720,8 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
                        prompt: str = typer.Option("", "--prompt", "-p"),
                        trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON with the ego's 64-point future trajectory (a drive rollout's JSON works)."),
                        steps: int = _STEPS, seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER,
-                       device: str = _DEVICE) -> None:
+                       device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
+                       guardrail_config: Optional[Path] = _GUARD_CFG) -> None:
     """Multi-view driving: continue six tiled cameras jointly from the input's first frame."""
     import json as _json
 
@@ -617,7 +731,7 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
     from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
     from openwfm.video import read_video, write_video
 
-    pipe = WorldPipeline.from_run(checkpoint, device=device)
+    pipe = WorldPipeline.from_run(checkpoint, device=device, **_guard_hooks(no_guardrail, guardrail_config))
     if not isinstance(pipe.cfg, MultiviewRunConfig):
         raise typer.BadParameter(f"{checkpoint}: not a multi-view model (wfm posttrain multiview)")
     if (trajectory is not None) != pipe.cfg.trajectory:
@@ -693,7 +807,8 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
                             decoder: Optional[Path] = typer.Option(None, "--decoder", help="Diffusion decoder run (wfm train ar-decoder)."),
                             no_decoder: bool = typer.Option(False, "--no-diffusion-decoder", help="Decode with the DV tokenizer itself."),
                             actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON (an action-conditioned model; docs/posttrain.md)."),
-                            device: str = _DEVICE) -> None:
+                            device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
+                            guardrail_config: Optional[Path] = _GUARD_CFG) -> None:
     """Autoregressive Video2World: continue a video token by token; tokens -> pixels by the diffusion decoder
     (--decoder) or the DV tokenizer (--no-diffusion-decoder)."""
     import numpy as np
@@ -705,7 +820,8 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
 
     if decoder is None and not no_decoder:
         raise typer.BadParameter("give the diffusion decoder (--decoder RUN) or --no-diffusion-decoder")
-    pipe = ARPipeline.from_run(checkpoint, device=device, decoder="" if no_decoder else decoder)
+    pipe = ARPipeline.from_run(checkpoint, device=device, decoder="" if no_decoder else decoder,
+                               **_guard_hooks(no_guardrail, guardrail_config))
     frames = read_video(src).frames
     size = bucket_sizes(pipe.cfg.data.resolution, multiple=16)[nearest_bucket(frames.shape[2], frames.shape[1])]
     frames = fit_to_bucket(frames[-num_input_frames:], size)[0]
@@ -727,6 +843,158 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
     extra = f"; Medusa accepted {pipe.stats['accepted_per_round']:.2f} drafts per step" if medusa else ""
     out.print(f"wrote {dst}: {num_input_frames} input + {len(video) - num_input_frames} generated frames "
               f"in {time.perf_counter() - t0:.1f} s{extra}")
+
+
+eval_app = typer.Typer(help="Evaluate world models and tokenizers (physics alignment, 3D consistency, reconstruction); "
+                            "each command writes results.json and report.html.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+_EV_SIM = typer.Option(..., "--sim", "-s", help="Rollout directory or JSON written by wfm sim (more may follow it).")
+_EV_MORE = typer.Argument(None, help="More rollout directories or JSON files.", show_default=False)
+_EV_CKPT = typer.Option(None, "--checkpoint", "-c", help="Video2World run or checkpoint (none: no model, baselines / real frames only).")
+_EV_INPUT = typer.Option(1, "--num-input-frames", min=1, help="Conditioning frames: 1 or 9 (Cosmos).")
+_EV_STEPS = typer.Option(35, "--steps", min=1, help="Sampler steps of the model.")
+_EV_GUIDANCE = typer.Option(7.0, "--guidance", help="Classifier-free guidance of the model.")
+_EV_SEED = typer.Option(0, "--seed", help="Sampler seed of the model.")
+_EV_PROMPT = typer.Option("caption", "--prompt", help="'caption': each rollout's caption; anything else is the prompt itself ('' for none).")
+_EV_FRAMES = typer.Option(0, "--num-frames", min=0, help="Clip length (0: the model's, or 17 without a model).")
+_EV_RES = typer.Option(0, "--resolution", min=0, help="Square size (0: the model's, or 64 without a model).")
+_EV_MAX = typer.Option(0, "--max-rollouts", min=0, help="At most this many rollouts from each directory (0: all).")
+_EV_DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
+_EV_NO_MODEL_NOTE = "no --checkpoint: no world model in this table (an embedded default model is planned)"
+
+
+def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[Path], num_input_frames: int, steps: int,
+              guidance: float, seed: int, prompt: str, num_frames: int, resolution: int, max_rollouts: int,
+              device: str):
+    """(rollout files, {name: model predictor} (empty without a checkpoint), num_frames, resolution)."""
+    from openwfm.evaluate.physics import WorldModelPredictor, find_rollouts
+
+    files = find_rollouts([*sim, *(more or [])], max_rollouts)
+    models = {}
+    if checkpoint is not None:
+        pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, steps=steps, guidance=guidance,
+                                            seed=seed, num_frames=num_frames)
+        models[pred.name] = pred
+        num_frames = num_frames or pred.pipe._clip_frames(pred.generate)
+        resolution = resolution or pred.pipe.cfg.data.resolution
+    return files, models, num_frames or 17, resolution or 64
+
+
+def _ev_table(result: dict, columns: list[tuple[str, str]], title: str) -> Table:
+    from openwfm.evaluate.report import fmt
+
+    table = Table(*[head for _, head in columns], title=title)
+    for row in result["summary"]:
+        table.add_row(*[fmt(row.get(key)) for key, _ in columns])
+    return table
+
+
+def _ev_finish(result: dict, out_dir: Path, columns: list[tuple[str, str]]) -> None:
+    from openwfm.evaluate.report import write_report
+
+    table = _ev_table(result, columns, result["title"])
+    (out if out.is_terminal else Console(width=max(out.width, 160))).print(table)  # logs: no squeezed columns
+    for note in result.get("notes", []):
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    json_path, html_path = write_report(result, out_dir)
+    out.print(f"wrote {json_path} and {html_path}", highlight=False)
+
+
+def _ev_progress(label: str, total: int):
+    prog = _progress()
+    return prog, prog.add_task(label, total=total)
+
+
+@eval_app.command("physics")
+def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MORE,
+                 checkpoint: Optional[Path] = _EV_CKPT, num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
+                 guidance: float = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
+                 num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
+                 fit_on: str = typer.Option("clip", "--mask-fit", help="Colour model of the masks from the whole true clip ('clip') or the input frames ('input')."),
+                 out_dir: Path = typer.Option(Path("eval/physics"), "--out", "-o", help="Where results.json and report.html go."),
+                 device: str = _EV_DEVICE) -> None:
+    """Physics alignment (Cosmos sec. 7.2): condition on the first frames of simulator rollouts, predict the rest;
+    PSNR, SSIM, perceptual distance, object-mask IoU — the model next to copy-last and linear extrapolation."""
+    from openwfm.evaluate.masks import ColorMaskConfig
+    from openwfm.evaluate.physics import BASELINES, PhysicsConfig, evaluate_physics
+
+    files, models, num_frames, resolution = _ev_setup(sim, more, checkpoint, num_input_frames, steps, guidance, seed,
+                                                      prompt, num_frames, resolution, max_rollouts, device)
+    cfg = PhysicsConfig(num_input_frames, num_frames, resolution, masks=ColorMaskConfig(fit_on=fit_on))
+    prog, task = _ev_progress("physics", len(files))
+    with prog:
+        result = evaluate_physics(files, {**BASELINES, **models}, cfg, progress=lambda _: prog.advance(task))
+    result["config"].update(checkpoint=str(checkpoint) if checkpoint else None, steps=steps, guidance=guidance,
+                            seed=seed, prompt=prompt)
+    if not models:
+        result["notes"].append(_EV_NO_MODEL_NOTE)
+    _ev_finish(result, out_dir, [("predictor", "predictor"), ("scenario", "scenario"), ("n", "n"), ("psnr", "PSNR dB"),
+                                 ("ssim", "SSIM"), ("perceptual", "perceptual"), ("mask_iou", "mask IoU"),
+                                 ("mask_iou_moving", "IoU moving")])
+
+
+@eval_app.command("consistency")
+def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MORE,
+                     checkpoint: Optional[Path] = _EV_CKPT, num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
+                     guidance: float = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
+                     num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
+                     gap: int = typer.Option(2, "--gap", min=1, help="Frames between the two frames of a pair."),
+                     matcher: str = typer.Option("klt", "--matcher", help="Correspondences: klt | sift."),
+                     out_dir: Path = typer.Option(Path("eval/consistency"), "--out", "-o", help="Where results.json and report.html go."),
+                     device: str = _EV_DEVICE) -> None:
+    """3D consistency (Cosmos sec. 7.1): Sampson error and camera-pose recovery on real rollout frames and,
+    with a model, on its continuations of them, side by side (orbit rollouts: true cameras)."""
+    from openwfm.evaluate.consistency import ConsistencyConfig, evaluate_consistency
+
+    files, models, num_frames, resolution = _ev_setup(sim, more, checkpoint, num_input_frames, steps, guidance, seed,
+                                                      prompt, num_frames, resolution, max_rollouts, device)
+    prog, task = _ev_progress("consistency", len(files))
+    with prog:
+        result = evaluate_consistency(files, models, num_input_frames, num_frames, resolution,
+                                      ConsistencyConfig(gap=gap, matcher=matcher), progress=lambda _: prog.advance(task))
+    result["config"].update(checkpoint=str(checkpoint) if checkpoint else None, steps=steps, guidance=guidance,
+                            seed=seed, prompt=prompt)
+    if not models:
+        result["notes"].append(_EV_NO_MODEL_NOTE.replace("no world model", "real frames only, no world model"))
+    _ev_finish(result, out_dir, [("video", "video"), ("scenario", "scenario"), ("n", "n"), ("matches", "matches"),
+                                 ("motion_px", "motion px"), ("sampson_px", "Sampson px"), ("inlier_ratio", "F inl"),
+                                 ("sampson_gt_px", "Sampson GT"), ("pose_recovered", "recovered"),
+                                 ("pose_success", "success"), ("rot_err_deg", "rot err°"), ("trans_err_deg", "dir err°")])
+
+
+@eval_app.command("tokenizer")
+def eval_tokenizer(videos: List[Path] = typer.Argument(..., help="Video files (or directories of .mp4)."),
+                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                   frames: int = typer.Option(17, "--frames", help="Frames per clip."),
+                   clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video (from the start)."),
+                   size: int = typer.Option(128, "--size", help="Short side of the clips (0: native)."),
+                   i3d: Optional[Path] = typer.Option(None, "--i3d", help="Local TorchScript I3D for true FVD."),
+                   out_dir: Path = typer.Option(Path("eval/tokenizer"), "--out", "-o", help="Where results.json and report.html go.")) -> None:
+    """Tokenizer reconstruction (wfm tokenizer eval) with the eval reports: PSNR, SSIM, perceptual distance per
+    clip; FD-EffNet (and FVD with --i3d)."""
+    from openwfm.tokenizer.evaluate import evaluate
+
+    files = [f for p in videos for f in (sorted(p.glob("*.mp4")) if p.is_dir() else [p])]
+    if not files:
+        raise ConfigError(f"no videos in {', '.join(map(str, videos))} (directories are searched for *.mp4)")
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(f"{f}: no such video file")
+    model = _load_tok(checkpoint)
+    prog, task = _ev_progress("tokenizer", len(files) * clips)
+    with prog:
+        res = evaluate(model, files, frames, size, str(i3d) if i3d else None, clips=clips,
+                       progress=lambda _: prog.advance(task))
+    rows = [{**r, "video": Path(r["video"]).name} for r in res["rows"]]
+    result = {"title": f"Tokenizer reconstruction ({res['tokenizer']})",
+              "config": {"checkpoint": str(checkpoint), "frames": frames, "clips": clips, "size": size,
+                         "i3d": str(i3d) if i3d else None},
+              "summary": [{"tokenizer": res["tokenizer"], **res["summary"]}], "rows": rows,
+              "notes": ["fd_effnet: Fréchet distance of EfficientNet-Lite0 clip features; not FVD"]}
+    columns = [("tokenizer", "tokenizer"), ("clips", "clips"), ("psnr", "PSNR dB"), ("ssim", "SSIM"),
+               ("perceptual", "perceptual"), ("fd_effnet", "FD-EffNet")] + ([("fvd", "FVD")] if i3d else [])
+    _ev_finish(result, out_dir, columns)
 
 
 def main() -> None:

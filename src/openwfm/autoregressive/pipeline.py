@@ -24,7 +24,7 @@ from openwfm.diffusion.train import make_text_encoder
 
 class ARPipeline:
     def __init__(self, model: ARWorldModel, cfg: ARRunConfig, device: str = "cpu", decoder: str | os.PathLike = "",
-                 pre_guard: Callable[[str], None] | None = None, post_guard: Callable[[np.ndarray], None] | None = None):
+                 pre_guard: Callable[[str], None] | None = None, post_guard: Callable[[np.ndarray], np.ndarray] | None = None):
         from openwfm.tokenizer.api import load_tokenizer
 
         self.model, self.cfg, self.device = model.to(device), cfg, device
@@ -113,5 +113,5 @@ class ARPipeline:
             video = from_tensor(self.tokenizer.decode(tokens).clamp(-1, 1)[0].cpu())[:clip]
         video = np.concatenate([inp, video[n_in:]])
         if self.post_guard is not None:
-            self.post_guard(video)
+            video = self.post_guard(video)
         return video

@@ -3,8 +3,9 @@
     prompt -> guardrail (pre) -> prompt upsampler -> text encoder -> sampler on latents -> tokenizer
     decode -> guardrail (post) -> frames
 
-Guardrails and the prompt upsampler are hooks: ``pre_guard(prompt)`` and ``post_guard(frames)`` raise to
-refuse, ``upsample(prompt) -> prompt`` rewrites (implementations come with the guardrail issue).
+Guardrails and the prompt upsampler are hooks: ``pre_guard(prompt)`` raises to refuse,
+``post_guard(frames) -> frames`` raises to refuse or returns the cleaned frames (faces pixelated), and
+``upsample(prompt) -> prompt`` rewrites (``openwfm.guardrail.Guardrail``, ``openwfm.text.upsampler``).
 ``offload=True`` keeps every component on the CPU except while it runs on ``device`` (text encoder, then
 DiT, then tokenizer), so peak accelerator memory is the largest component, not their sum.
 Longer videos than the model's clip length: each further chunk is conditioned on the last
@@ -55,7 +56,7 @@ def load_world_model(run: str | os.PathLike, ema: bool = True) -> tuple[WorldMod
 class WorldPipeline:
     def __init__(self, model: WorldModel, cfg: DiffusionRunConfig, device: str = "cpu", offload: bool = False,
                  pre_guard: Callable[[str], None] | None = None, upsample: Callable[[str], str] | None = None,
-                 post_guard: Callable[[np.ndarray], None] | None = None):
+                 post_guard: Callable[[np.ndarray], np.ndarray] | None = None):
         self.model, self.cfg, self.device, self.offload = model, cfg, device, offload
         self.text = make_text_encoder(cfg.text, "cpu")
         self.codec = LatentCodec(cfg.tokenizer, cfg.edm.sigma_data, "cpu")
@@ -125,7 +126,7 @@ class WorldPipeline:
             z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps, sigma_min=g.sigma_min,
                                sigma_max=g.sigma_max, fps=g.fps, generator=torch.Generator().manual_seed(g.seed))
-        return self._decode(z)
+        return self._guard(self._decode(z))
 
     def latent_grid(self, height: int, width: int, g: GenerateConfig | None = None) -> tuple[int, int, int]:
         """(T', H', W') of one generated clip of frames (height, width)."""
@@ -167,14 +168,15 @@ class WorldPipeline:
                                    fps=g.fps, generator=generator,
                                    net_kw={k: v.to(self.device) for k, v in (net_kw or {}).items()})
             video = np.concatenate([video, self._decode(z)[n_in:]])
-        return video[:total]
+        return self._guard(video[:total])
 
     def _decode(self, z: torch.Tensor) -> np.ndarray:
         from openwfm.video.transforms import from_tensor
 
         with self._on_device("codec"):
             x = self.codec.decode(z.to(self.device)).clamp(-1, 1)
-        frames = from_tensor(x[0].cpu())
-        if self.post_guard is not None:
-            self.post_guard(frames)
-        return frames
+        return from_tensor(x[0].cpu())
+
+    def _guard(self, video: np.ndarray) -> np.ndarray:
+        """The post-guard on the whole video (once, so face tracks span the chained clips)."""
+        return video if self.post_guard is None else self.post_guard(video)
