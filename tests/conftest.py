@@ -106,3 +106,34 @@ def tiny_vlm(tmp_path_factory) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
+                 "{% if add_generation_prompt %}assistant : {% endif %}")
+
+
+def save_tiny_llama(out: Path, words: list[str]) -> dict:
+    """Save a tiny random-init Llama with a word-level tokenizer over ``words`` and a chat template to
+    ``out`` (no hub access); returns the vocabulary. Generation emits words only, one per new token."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {w: i for i, w in enumerate(specials + list(words))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                                     unk_token="<unk>", pad_token="<pad>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    model.generation_config.pad_token_id = 0
+    model.generation_config.suppress_tokens = list(range(len(specials)))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return vocab

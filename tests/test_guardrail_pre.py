@@ -293,33 +293,14 @@ def test_parse_verdict(text, verdict):
 
 
 WORDS = "safe unsafe S1 S10 O3 user assistant : , a cat man the".split()
-TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
-            "{% if add_generation_prompt %}assistant : {% endif %}")
-
-
 @pytest.fixture(scope="module")
 def tiny_guard(tmp_path_factory):
     """A tiny random-init Llama with a word-level tokenizer and a chat template, saved locally."""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    pytest.importorskip("transformers")
+    from conftest import save_tiny_llama
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                                     unk_token="<unk>", pad_token="<pad>")
-    tokenizer.chat_template = TEMPLATE
-    config = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                      max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
     out = tmp_path_factory.mktemp("tiny-guard")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out, vocab
+    return out, save_tiny_llama(out, WORDS)
 
 
 def _only(guard: LLMGuard, vocab: dict, words: list[str]) -> None:

@@ -227,35 +227,13 @@ def test_sentences_and_normalize():
 
 WORDS = ("a the ball cube red blue green table floor rolls falls robot arm camera wooden caption prompt video user "
          "assistant : . , rewrite").split()
-TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
-            "{% if add_generation_prompt %}assistant : {% endif %}")
-
-
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory) -> Path:
     """A tiny random-init Llama with a word-level tokenizer and a chat template, saved locally."""
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from conftest import save_tiny_llama
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                                     unk_token="<unk>", pad_token="<pad>")
-    tokenizer.chat_template = TEMPLATE
-    config = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
-    model.generation_config.pad_token_id = 0
-    model.generation_config.suppress_tokens = list(range(len(specials)))  # one word per new token, no EOS
     out = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tiny_llama(out, WORDS)
     return out
 
 
