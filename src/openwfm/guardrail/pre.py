@@ -69,10 +69,8 @@ class PreGuard:
 
     def load(self) -> "PreGuard":
         """Load every enabled component now (errors in files or models surface here, not mid-run)."""
-        for on, name in ((self.cfg.blocklist, "blocklist"), (self.cfg.classifier, "classifier"),
-                         (bool(self.cfg.llm_path), "llm")):
-            if on:
-                getattr(self, name)
+        for name in self.components():
+            getattr(self, name)
         return self
 
     def components(self) -> list[str]:
