@@ -1,0 +1,27 @@
+"""``wfm``: the openwfm command line. One Typer app (``cli/app.py``); each module here adds the commands of
+one part of the data flow."""
+
+from __future__ import annotations
+
+import sys
+
+# each module registers its commands on ``app``, in the order of the data flow (the order of ``wfm --help``)
+from openwfm.cli import basics, training, tokenizer, guard, generate, evaluate  # noqa: F401
+from openwfm.cli.app import _state, app, console
+from openwfm.cli.guard import BLOCKED_EXIT, _guard_hooks
+from openwfm.errors import OpenWFMError
+
+__all__ = ["BLOCKED_EXIT", "_guard_hooks", "app", "main"]
+
+
+def main() -> None:
+    try:
+        app()
+    except OpenWFMError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("interrupted; complete outputs were kept")
+        sys.exit(130)

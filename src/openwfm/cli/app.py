@@ -1,0 +1,56 @@
+"""The ``wfm`` Typer app, its consoles and the helpers every command module shares."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+
+from openwfm import __version__
+from openwfm.config import ConfigError
+
+app = typer.Typer(help="openwfm: world foundation models — simulate, curate, tokenize, train, generate, evaluate.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+video_app = typer.Typer(help="Inspect and convert videos.", no_args_is_help=True)
+app.add_typer(video_app, name="video")
+console = Console(stderr=True, soft_wrap=True)
+out = Console()
+_state = {"debug": False, "quiet": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"openwfm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    _state.update(debug=debug, quiet=quiet)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _configs() -> dict:
+    from openwfm.sim.config import SimConfig
+    from openwfm.train.task import get_task, task_names
+
+    return {"sim": SimConfig, **{f"train-{n}": get_task(n).config_cls for n in task_names()}}
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise ConfigError(f"--size '{size}': expected HxW, e.g. 128x128") from None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), console=console, disable=_state["quiet"])

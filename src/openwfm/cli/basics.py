@@ -1,0 +1,157 @@
+"""``wfm sim``, ``wfm video``, ``wfm config``, ``wfm demo``, ``wfm plot``, ``wfm curate``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from openwfm.cli.app import _configs, _parse_size, _progress, app, out, video_app
+from openwfm.config import ConfigError, make_config, preset_names, to_yaml
+
+
+@app.command()
+def sim(scenario: str = typer.Argument(..., help="falling | push | orbit"),
+        overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides key=value, e.g. falling.max_objects=2"),
+        num: int = typer.Option(4, "--num", "-n", min=1, help="Number of samples."),
+        out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+        frames: Optional[int] = typer.Option(None, "--frames", help="Frames per sample (default 33)."),
+        size: Optional[str] = typer.Option(None, "--size", help="HxW, e.g. 128x128."),
+        fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default 12)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the first sample; sample i uses seed + i."),
+        workers: int = typer.Option(1, "--workers", "-j", min=1, help="Parallel simulator processes."),
+        preset: str = typer.Option("default", "--preset", help="Config preset: default | tiny | demo."),
+        config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Re-simulate samples that already exist.")) -> None:
+    """Simulate physical scenes with ground truth: NAME.mp4 + NAME.json + NAME.masks.npz per sample."""
+    from openwfm.sim import SimConfig, generate
+
+    extra = list(overrides or [])
+    if frames is not None:
+        extra.append(f"num_frames={frames}")
+    if size is not None:
+        h, w = _parse_size(size)
+        extra += [f"height={h}", f"width={w}"]
+    if fps is not None:
+        extra.append(f"fps={fps}")
+    cfg = make_config(SimConfig, preset=preset, yaml_files=config or [], overrides=extra)
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task(f"sim {scenario}", total=num)
+        done = generate(scenario, cfg, num, out_dir, seed=seed, workers=workers, overwrite=overwrite,
+                        on_done=lambda name, cap: progress.advance(task))
+        progress.update(task, completed=num)
+    dt = time.perf_counter() - t0
+    skipped = num - len(done)
+    out.print(f"wrote {len(done)} {scenario} samples to {out_dir} in {dt:.1f} s"
+              + (f" ({len(done) * cfg.num_frames / dt:.0f} frames/s)" if done else "")
+              + (f"; {skipped} already complete, skipped" if skipped else ""))
+
+
+@video_app.command("info")
+def video_info(files: List[Path] = typer.Argument(..., help="Video files."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Print size, frame rate, frame count, duration and codec of each video."""
+    from dataclasses import asdict
+
+    from openwfm.video import probe
+
+    infos = [probe(f) for f in files]
+    if as_json:
+        out.print_json(json.dumps([asdict(i) for i in infos]))
+        return
+    table = Table("file", "size", "fps", "frames", "duration", "codec", "container")
+    for i in infos:
+        table.add_row(i.path, f"{i.width}x{i.height}", f"{i.fps:.3f}", f"{i.num_frames}{'' if i.exact else '~'}",
+                      f"{i.duration:.2f} s", i.codec, i.container)
+    out.print(table)
+
+
+@video_app.command("convert")
+def video_convert(src: Path = typer.Argument(..., help="Input video (anything FFmpeg reads)."),
+                  dst: Path = typer.Argument(..., help="Output .mp4 (H.264) or .gif."),
+                  size: Optional[str] = typer.Option(None, "--size", help="Resize to HxW."),
+                  step: int = typer.Option(1, "--step", min=1, help="Keep every n-th frame."),
+                  start: float = typer.Option(0.0, "--start", help="Start time, seconds."),
+                  end: Optional[float] = typer.Option(None, "--end", help="End time, seconds."),
+                  crf: int = typer.Option(18, "--crf", help="H.264 quality (0 lossless .. 51 worst).")) -> None:
+    """Cut, subsample, resize and re-encode a video to H.264 mp4 or GIF."""
+    from openwfm.video import VideoError, pad_to_multiple, read_video, resize, write_gif, write_video
+
+    video = read_video(src, step=step, start_time=start, end_time=end)
+    frames = resize(video.frames, _parse_size(size)) if size else video.frames
+    if dst.suffix.lower() == ".gif":
+        write_gif(dst, frames, video.fps)
+    elif dst.suffix.lower() == ".mp4":
+        write_video(dst, pad_to_multiple(frames, 2), video.fps, crf=crf)
+    else:
+        raise VideoError(dst, "output must end in .mp4 or .gif")
+    out.print(f"wrote {len(frames)} frames to {dst}")
+
+
+@app.command("config")
+def config_show(name: str = typer.Argument("sim", help="Which config: sim, train-TASK (e.g. train-toy)."),
+                overrides: Optional[List[str]] = typer.Argument(None, help="Overrides key=value."),
+                preset: Optional[str] = typer.Option(None, "--preset", help="Start from a named preset."),
+                config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s).")) -> None:
+    """Print a resolved config as YAML (preset <- YAML files <- overrides), and its presets."""
+    table = _configs()
+    if name not in table:
+        raise ConfigError(f"unknown config '{name}': choose one of {', '.join(table)}")
+    cfg = make_config(table[name], preset=preset, yaml_files=config or [], overrides=overrides or [])
+    out.print(f"# presets: {', '.join(preset_names(table[name]))}", highlight=False)
+    out.print(to_yaml(cfg), highlight=False, markup=False)
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("demo"), "--out", "-o", help="Where to write the demo."),
+         num: int = typer.Option(2, "--num", "-n", min=1, help="Scenes per scenario."),
+         seed: int = typer.Option(900000, "--seed", help="First seed (held out from training seeds)."),
+         workers: int = typer.Option(2, "--workers", "-j", min=1)) -> None:
+    """The main job, for now: simulate held-out physical scenes and write them with a summary."""
+    from openwfm.demo import run_demo
+
+    with _progress() as progress:
+        report = run_demo(out_dir, num=num, seed=seed, workers=workers, progress=progress)
+    table = Table("sample", "frames", "caption", title="openwfm demo: simulated scenes", show_lines=True)
+    for row in report["samples"]:
+        table.add_row(row["name"], str(row["num_frames"]), row["caption"])
+    out.print(table)
+    out.print(f"summary: {out_dir / 'summary.md'}  ({report['seconds']:.0f} s)")
+
+
+@app.command()
+def plot(run: Path = typer.Argument(..., help="Run directory (or its metrics.jsonl)."),
+         png: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG path (default RUN/curves.png).")) -> None:
+    """Draw a run's loss and learning-rate curves to PNG."""
+    from openwfm.train.metrics import plot_run
+
+    out.print(f"wrote {plot_run(run, png)}")
+
+
+@app.command()
+def curate(inputs: List[Path] = typer.Argument(..., help="Video files and/or directories (searched recursively)."),
+           out_dir: Path = typer.Option(..., "--out", "-o", help="Output: clips/, shards/, manifest.jsonl, report.html."),
+           engine: str = typer.Option("local", "--engine", help="local | ray"),
+           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
+           workers: int = typer.Option(2, "--workers", "-j", min=1, help="Ray actors of the filter stage (the others: ray.split.workers, ray.annotate.workers)."),
+           config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
+           sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value config overrides, e.g. rules.min_seconds=1"),
+           resume: bool = typer.Option(False, "--resume", help="Continue a run in --out (after a crash too).")) -> None:
+    """Curate raw footage: shots -> clips -> filters -> captions -> dedup -> WebDataset shards, with a manifest."""
+    from openwfm.curate.run import curate as run
+    from openwfm.curate.stages import CurateConfig, find_inputs
+
+    cfg = make_config(CurateConfig, yaml_files=config or [], overrides=sets or [])
+    n = len(find_inputs(inputs))
+    with _progress() as progress:
+        task = progress.add_task(f"curate ({engine})", total=n)
+        res = run(inputs, out_dir, cfg, engine=engine, ray_address=ray_address, resume=resume, workers=workers,
+                  on_input=lambda p: progress.advance(task))
+    c = res["counts"]
+    out.print(f"inputs: {c.get('input', {})}; clips: {c.get('clip', {})}; "
+              f"{len(res['shards'])} shard group(s) in {out_dir / 'shards'}; report: {out_dir / 'report.html'}")

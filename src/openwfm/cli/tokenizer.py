@@ -1,0 +1,168 @@
+"""``wfm tokenizer``: train, encode, decode, roundtrip, export, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from openwfm.cli.app import app, out
+from openwfm.cli.training import train
+from openwfm.config import ConfigError
+
+
+tok_app = typer.Typer(help="Causal video tokenizers: train, encode, decode, roundtrip, eval.", no_args_is_help=True)
+app.add_typer(tok_app, name="tokenizer")
+
+
+@tok_app.command("train")
+def tokenizer_train(overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides (wfm config train-tokenizer)."),
+                    out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory."),
+                    preset: str = typer.Option("tiny-CV4x8x8", "--preset", help="CV4x8x8, DV8x16x16, tiny-CV4x8x8, ..."),
+                    config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
+                    resume: bool = typer.Option(False, "--resume", help="Continue from the newest good checkpoint."),
+                    seed: Optional[int] = typer.Option(None, "--seed")) -> None:
+    """Train a tokenizer (the same as: wfm train tokenizer --preset P ...)."""
+    train("tokenizer", overrides, out_dir, preset, config, resume, seed)
+
+
+def _load_tok(checkpoint: Path):
+    from openwfm.tokenizer.api import load_tokenizer
+
+    return load_tokenizer(checkpoint)
+
+
+@tok_app.command("encode")
+def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
+                     dst: Path = typer.Argument(..., help="Output .safetensors (latent or FSQ indices)."),
+                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                     frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
+                     chunk: int = typer.Option(0, "--chunk", help="Causal window in frames, 1 + k*t (0: whole video)."),
+                     tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: whole frame)."),
+                     overlap: int = typer.Option(32, "--overlap", help="Tile overlap in pixels.")) -> None:
+    """Encode a video to latents (continuous) or token indices (discrete), as safetensors."""
+    from openwfm.tokenizer import api
+    from openwfm.video import read_video
+
+    model = _load_tok(checkpoint)
+    v = read_video(video, 0, frames or None)
+    x, kept = api.prepare(v.frames, model)
+    z = api.encode(model, x, chunk, tile, overlap)
+    api.save_latent(dst, z, model, {"frames": kept, "fps": v.fps, "height": x.shape[3], "width": x.shape[4]})
+    out.print(f"wrote {dst}: {'indices' if not z.is_floating_point() else 'latent'} {tuple(z.shape)} "
+              f"from {kept} frames {x.shape[3]}x{x.shape[4]}", highlight=False)
+
+
+@tok_app.command("decode")
+def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm tokenizer encode."),
+                     dst: Path = typer.Argument(..., help="Output .mp4 or .gif."),
+                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                     chunk: int = typer.Option(0, "--chunk", help="Latent frames per causal window (0: all)."),
+                     tile: int = typer.Option(0, "--tile", help="Spatial tile in latent pixels (0: whole)."),
+                     overlap: int = typer.Option(4, "--overlap", help="Tile overlap in latent pixels.")) -> None:
+    """Decode a latent / token file back to video."""
+    from openwfm.tokenizer import api
+    from openwfm.tokenizer.model import TokenizerError
+    from openwfm.video import write_gif, write_video
+    from openwfm.video.transforms import from_tensor
+
+    model = _load_tok(checkpoint)
+    z, meta = api.load_latent(src)
+    if meta.get("tokenizer") and meta["tokenizer"] != model.cfg.kind:
+        raise TokenizerError(f"{src} was encoded by a {meta['tokenizer']} tokenizer; {checkpoint} is a "
+                             f"{model.cfg.kind}")
+    frames = from_tensor(api.decode(model, z, chunk, tile, overlap).clamp(-1, 1)[0])[:meta.get("frames")]
+    fps = float(meta.get("fps", 24.0))
+    (write_gif if dst.suffix.lower() == ".gif" else write_video)(dst, frames, fps)
+    out.print(f"wrote {len(frames)} frames to {dst}")
+
+
+@tok_app.command("roundtrip")
+def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
+                        dst: Path = typer.Argument(..., help="Reconstruction .mp4 (input | reconstruction side by side with --side-by-side)."),
+                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                        frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
+                        chunk: int = typer.Option(0, "--chunk", help="Causal window in frames (0: whole)."),
+                        side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input and reconstruction side by side.")) -> None:
+    """Encode and decode a video; print PSNR and SSIM of the reconstruction."""
+    import numpy as np
+
+    from openwfm.evaluate.metrics import psnr, ssim
+    from openwfm.tokenizer import api
+    from openwfm.video import read_video, write_video
+    from openwfm.video.transforms import from_tensor
+
+    model = _load_tok(checkpoint)
+    v = read_video(video, 0, frames or None)
+    x, kept = api.prepare(v.frames, model)
+    x_hat = api.decode(model, api.encode(model, x, chunk), (chunk - 1) // model.cfg.temporal_compression + 1
+                       if chunk else 0).clamp(-1, 1)
+    x, x_hat = x[:, :, :kept], x_hat[:, :, :kept]
+    rec = from_tensor(x_hat[0])
+    write_video(dst, np.concatenate([from_tensor(x[0]), rec], axis=2) if side_by_side else rec, v.fps)
+    out.print(f"wrote {dst}: PSNR {float(psnr(x, x_hat)[0]):.2f} dB, SSIM {float(ssim(x, x_hat)[0]):.4f} "
+              f"({model.cfg.kind}, {kept} frames)", highlight=False)
+
+
+@tok_app.command("export")
+def tokenizer_export(run: Path = typer.Argument(..., help="Tokenizer run or checkpoint directory."),
+                     dst: Path = typer.Option(..., "--out", "-o", help="Directory to write."),
+                     stats: Optional[str] = typer.Option(None, "--stats-shards", help="Shards to measure the latent mean/std on (continuous)."),
+                     stats_clips: int = typer.Option(64, "--stats-clips", min=1, help="Clips for the latent statistics."),
+                     card: Optional[Path] = typer.Option(None, "--card", help="JSON merged into card.json (recipe, metrics)."),
+                     overwrite: bool = typer.Option(False, "--overwrite")) -> None:
+    """Export a run's EMA weights as a small self-contained tokenizer (config, weights, card, index)."""
+    from openwfm.data import DataConfig, make_loader
+    from openwfm.tokenizer.pretrained import export
+    from openwfm.train.checkpoint import resolve
+
+    ckpt = resolve(run)
+    model = _load_tok(ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    step = json.loads((ckpt / "index.json").read_text()).get("step", 0)
+    clips = []
+    if stats:
+        data = DataConfig(shards=stats, resolution=config["data"]["resolution"], num_frames=config["data"]["num_frames"],
+                          batch_size=1, images=False, multiple=config["data"]["multiple"])
+        loader, _ = make_loader(data)
+        clips = [b["video"] for b, _ in zip(loader, range(stats_clips))]
+    info = {"steps": step, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt)}
+    if card:
+        info.update(json.loads(card.read_text()))
+    path = export(model, config, dst, info, clips, overwrite=overwrite)
+    out.print(f"wrote {path} ({model.cfg.kind}, step {step}, "
+              f"{(path / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
+
+
+@tok_app.command("eval")
+def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (or directories of .mp4)."),
+                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                   frames: int = typer.Option(17, "--frames", help="Frames per clip."),
+                   clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video (from the start)."),
+                   size: int = typer.Option(128, "--size", help="Short side of the clips (0: native)."),
+                   i3d: Optional[Path] = typer.Option(None, "--i3d", help="Local TorchScript I3D for true FVD."),
+                   json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON.")) -> None:
+    """Reconstruction metrics: PSNR, SSIM, perceptual distance per clip; FD-EffNet (and FVD with --i3d)."""
+    from openwfm.tokenizer.evaluate import evaluate
+
+    files = [f for p in videos for f in (sorted(p.glob("*.mp4")) if p.is_dir() else [p])]
+    if not files:
+        raise ConfigError("no videos given (directories are searched for *.mp4)")
+    model = _load_tok(checkpoint)
+    res = evaluate(model, files, frames, size, str(i3d) if i3d else None, clips=clips)
+    table = Table("video", "start", "frames", "size", "PSNR dB", "SSIM", "perceptual", title=f"tokenizer {res['tokenizer']}")
+    for r in res["rows"]:
+        table.add_row(Path(r["video"]).name, str(r["start"]), str(r["frames"]), r["size"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
+                      f"{r['perceptual']:.4f}")
+    s = res["summary"]
+    table.add_row(f"mean of {s['clips']}", "", "", "", f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['perceptual']:.4f}")
+    out.print(table)
+    for key in ("fd_effnet", "fvd"):
+        if key in s:
+            out.print(f"{key}: {s[key]:.2f}")
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=1))
+        out.print(f"wrote {json_out}")

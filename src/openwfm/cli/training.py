@@ -1,0 +1,194 @@
+"""``wfm data``, ``wfm ckpt``, ``wfm train``, ``wfm posttrain``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from openwfm.cli.app import _progress, _state, app, console, out
+from openwfm.config import make_config
+
+
+data_app = typer.Typer(help="Training data: WebDataset shards and their index.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+ckpt_app = typer.Typer(help="Training checkpoints: verify, convert sharded ones to safetensors.", no_args_is_help=True)
+app.add_typer(ckpt_app, name="ckpt")
+
+
+@app.command()
+def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-like denoiser); each model "
+                                               "family adds its own."),
+          overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=500 "
+                                                                      "data.shards=SHARDS (see wfm config train-TASK)."),
+          out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, metrics.jsonl."),
+          preset: Optional[str] = typer.Option(None, "--preset", help="Named preset of the task's config."),
+          config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
+          resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --out."),
+          seed: Optional[int] = typer.Option(None, "--seed", help="Shortcut for train.seed=N.")) -> None:
+    """Train a model. On several processes or GPUs, launch the same command with torchrun:
+    torchrun --nproc-per-node N -m openwfm.cli train TASK ... train.dist.strategy=fsdp"""
+    from openwfm.train.loop import Trainer, TrainingInterrupted
+    from openwfm.train.task import get_task
+
+    task_cls = get_task(task)
+    extra = [f"train.seed={seed}"] if seed is not None else []
+    cfg = make_config(task_cls.config_cls, preset=preset, yaml_files=config or [], overrides=(overrides or []) + extra)
+    trainer = Trainer(task_cls(cfg), out_dir, resume=resume, progress=not _state["quiet"])
+    if not trainer.env.is_main:
+        logging.getLogger().setLevel(logging.ERROR)
+    try:
+        summary = trainer.fit()
+    except TrainingInterrupted as e:
+        console.print(f"[yellow]{e}[/]", highlight=False)
+        sys.exit(130)
+    finally:
+        trainer.close()
+    if trainer.env.is_main:
+        out.print(f"trained {task} to step {summary['step']} (loss {summary['loss']:.4f}, "
+                  f"{summary['skipped']} skipped steps); checkpoint {summary['checkpoint']}", highlight=False)
+
+
+posttrain_app = typer.Typer(help="Post-train a diffusion world model: camera paths, robot actions.",
+                             no_args_is_help=True)
+app.add_typer(posttrain_app, name="posttrain")
+
+
+def _posttrain(task: str, base: Optional[Path], data: Optional[Path], out_dir: Path, preset: Optional[str], overrides,
+               resume: bool) -> None:
+    if base is not None and not base.exists():
+        raise typer.BadParameter(f"{base}: no such run or checkpoint", param_hint="--base")
+    extra = ([f"base={base}"] if base is not None else []) + ([f"data.shards={data}"] if data is not None else [])
+    train(task, (overrides or []) + extra, out_dir, preset, None, resume, None)
+
+
+_BASE = typer.Option(None, "--base", help="The diffusion run or checkpoint to start from.")
+_PT_OUT = typer.Option(..., "--out", "-o", help="Run directory.")
+_PT_DATA = typer.Option(None, "--data", help="Shard directory of simulator rollouts (data.shards).")
+_PT_PRESET = typer.Option(None, "--preset", help="Preset of the post-training config (e.g. tiny).")
+_PT_RESUME = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out.")
+_PT_OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. data.shards=SHARDS train.steps=500.")
+
+
+@posttrain_app.command("camera")
+def posttrain_camera(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
+                     data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET, resume: bool = _PT_RESUME) -> None:
+    """Video2World conditioned on the camera path (Plücker rays; simulator orbit rollouts carry cameras)."""
+    _posttrain("posttrain-camera", base, data, out_dir, preset, overrides, resume)
+
+
+@posttrain_app.command("multiview")
+def posttrain_multiview(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
+                        data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET,
+                        resume: bool = _PT_RESUME) -> None:
+    """Six driving cameras generated jointly (view-aware; trajectory=true adds the ego path), from drive rollouts."""
+    _posttrain("posttrain-multiview", base, data, out_dir, preset, overrides, resume)
+
+
+@posttrain_app.command("action")
+def posttrain_action(overrides: Optional[List[str]] = _PT_OVERRIDES, base: Optional[Path] = _BASE,
+                     data: Optional[Path] = _PT_DATA, out_dir: Path = _PT_OUT, preset: Optional[str] = _PT_PRESET, resume: bool = _PT_RESUME) -> None:
+    """Video2World conditioned on 7-d robot actions (simulator push rollouts carry them)."""
+    _posttrain("posttrain-action", base, data, out_dir, preset, overrides, resume)
+
+
+@data_app.command("pack")
+def data_pack(sources: List[Path] = typer.Argument(..., help="Directories written by wfm sim, and/or video files."),
+              shards: Path = typer.Option(..., "--out", "-o", help="Shard directory to create."),
+              maxcount: int = typer.Option(1000, "--maxcount", min=1, help="Samples per shard."),
+              clip_frames: int = typer.Option(33, "--clip-frames", min=1, help="Video files: frames per clip."),
+              short_side: int = typer.Option(128, "--short-side", min=0, help="Video files: short side of the clips (0: keep)."),
+              max_clips: Optional[int] = typer.Option(None, "--max-clips", min=1, help="Video files: at most this many clips each."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing shards in --out.")) -> None:
+    """Pack samples into WebDataset shards with an offset index: simulator directories as they are
+    (mp4 + json + masks); video files cut into --clip-frames clips scaled to --short-side (mp4 + json)."""
+    import itertools
+
+    from openwfm.data import DataError, load_index, pack_samples
+    from openwfm.data.clips import video_file_samples
+    from openwfm.data.shards import sim_dir_samples
+
+    for src in sources:
+        if not src.exists():
+            raise DataError(src, "no such file or directory")
+    streams = [sim_dir_samples(s) if s.is_dir() else video_file_samples(s, clip_frames, short_side, max_clips=max_clips)
+               for s in sources]
+    pack_samples(itertools.chain(*streams), shards, maxcount=maxcount, overwrite=overwrite)
+    out.print(f"packed {len(load_index(shards))} samples from {len(sources)} source(s) into {shards}")
+
+
+@data_app.command("latents")
+def data_latents(shards: Path = typer.Argument(..., help="Shard directory of videos/images."),
+                 tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Tokenizer (shipped name or run): continuous -> latents, discrete -> token indices."),
+                 dst: Path = typer.Option(..., "--out", "-o", help="Latent shard directory to create."),
+                 resolution: int = typer.Option(64, "--resolution", help="Bucket resolution (pixels)."),
+                 num_frames: int = typer.Option(17, "--num-frames", help="Frames per clip (1 + k*t)."),
+                 clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video."),
+                 overwrite: bool = typer.Option(False, "--overwrite")) -> None:
+    """Precompute tokenizer latents (or discrete token indices) of a shard set, for training the diffusion
+    (or autoregressive) model without the tokenizer."""
+    from openwfm.data import load_index
+    from openwfm.diffusion.latents import precompute
+
+    n = len(load_index(shards))
+    with _progress() as progress:
+        task = progress.add_task("latents", total=n)
+        precompute(shards, tokenizer, dst, resolution, num_frames, clips, overwrite=overwrite,
+                   progress=lambda key: progress.advance(task))
+    out.print(f"wrote {len(load_index(dst))} latent samples from {n} samples to {dst}")
+
+
+@data_app.command("index")
+def data_index(shards: Path = typer.Argument(..., help="Shard directory or glob.")) -> None:
+    """Build (or refresh) a shard directory's index.json and summarize it by bucket."""
+    from collections import Counter
+
+    from openwfm.data import load_index, nearest_bucket
+
+    index = load_index(shards)
+    counts = Counter(f"{e.kind}/{nearest_bucket(e.width, e.height)}" for e in index)
+    table = Table("bucket", "samples", title=f"{shards}: {len(index)} samples")
+    for key, n in sorted(counts.items()):
+        table.add_row(key, str(n))
+    out.print(table)
+
+
+@data_app.command("caption-index")
+def data_caption_index(sources: List[Path] = typer.Argument(..., help="Shard dirs, curator outputs, wfm sim dirs or "
+                                                                     "text files (one caption per line)."),
+                       out_dir: Path = typer.Option(..., "--out", "-o", help="Index directory to write.")) -> None:
+    """Build the caption index the prompt upsampler retrieves from (MiniLM sentence embeddings)."""
+    from openwfm.text import CaptionIndex
+
+    index = CaptionIndex.from_sources(sources)
+    index.save(out_dir)
+    out.print(f"wrote {out_dir}: {len(index)} captions")
+
+
+@ckpt_app.command("verify")
+def ckpt_verify(paths: List[Path] = typer.Argument(..., help="Checkpoint directories (or a run's checkpoints/).")) -> None:
+    """Check every file of a checkpoint against its index (sizes and sha256)."""
+    from openwfm.train import checkpoint as ckpt
+
+    bad = 0
+    for path in paths:
+        for p in ckpt.list_checkpoints(path) or [path]:
+            problems = ckpt.verify(p)
+            bad += bool(problems)
+            out.print(f"{p}: " + ("ok" if not problems else "; ".join(problems)), highlight=False)
+    if bad:
+        raise ckpt.CheckpointError(f"{bad} checkpoint(s) failed verification")
+
+
+@ckpt_app.command("convert")
+def ckpt_convert(path: Path = typer.Argument(..., help="A sharded (FSDP2/DCP) checkpoint directory."),
+                 dst: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: PATH).")) -> None:
+    """Consolidate a sharded checkpoint into model.safetensors (+ ema.safetensors), in one process."""
+    from openwfm.train import checkpoint as ckpt
+
+    for f in ckpt.consolidate(path, dst):
+        out.print(f"wrote {f}")
