@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     pipe = WorldPipeline.from_run(args.checkpoint)
     g = GenerateConfig()
-    shape = pipe._shape(g, pipe._clip_frames(g))
+    shape = pipe._shape(g, pipe.clip_frames(g))
     scores: dict[tuple[str, int], list[float]] = {k: [] for k in GRID}
     t0 = time.perf_counter()
     for i, prompt in enumerate(PROMPTS[: args.prompts]):

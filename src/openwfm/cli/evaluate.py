@@ -45,7 +45,7 @@ def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[
         pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, steps=steps, guidance=guidance,
                                             seed=seed, num_frames=num_frames)
         models[pred.name] = pred
-        num_frames = num_frames or pred.pipe._clip_frames(pred.generate)
+        num_frames = num_frames or pred.pipe.clip_frames(pred.generate)
         resolution = resolution or pred.pipe.cfg.data.resolution
     return files, models, num_frames or 17, resolution or 64
 

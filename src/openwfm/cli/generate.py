@@ -144,7 +144,7 @@ def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actio
     from openwfm.posttrain.train import CameraRunConfig, MultiviewRunConfig
 
     net = pipe.model.net.cfg
-    clip = pipe._clip_frames(g)
+    clip = pipe.clip_frames(g)
     kw = {}
     if isinstance(pipe.cfg, MultiviewRunConfig):
         raise typer.BadParameter("a multi-view model: generate with `wfm generate multiview`")

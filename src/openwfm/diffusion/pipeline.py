@@ -111,7 +111,9 @@ class WorldPipeline:
         t_lat = 1 + (frames - 1) // tok.temporal_compression
         return 1, tok.latent_channels, t_lat, h // tok.spatial_compression, w // tok.spatial_compression
 
-    def _clip_frames(self, g: GenerateConfig) -> int:
+    def clip_frames(self, g: GenerateConfig) -> int:
+        """Frames of one generated clip: the requested (or trained) length, rounded up to 1 + k * temporal
+        compression."""
         t = self.codec.model.cfg.temporal_compression
         n = g.num_frames or self.cfg.data.num_frames
         return n if (n - 1) % t == 0 else 1 + t * ((n - 1) // t + 1)
@@ -121,7 +123,7 @@ class WorldPipeline:
         """uint8 (T, H, W, 3) frames of a video for ``prompt``."""
         g = g or GenerateConfig()
         _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
-        shape = self._shape(g, self._clip_frames(g))
+        shape = self._shape(g, self.clip_frames(g))
         with self._on_device("dit"):
             z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps, sigma_min=g.sigma_min,
@@ -131,7 +133,7 @@ class WorldPipeline:
     def latent_grid(self, height: int, width: int, g: GenerateConfig | None = None) -> tuple[int, int, int]:
         """(T', H', W') of one generated clip of frames (height, width)."""
         g = g or GenerateConfig()
-        return self._shape(GenerateConfig(**{**g.__dict__, "height": height, "width": width}), self._clip_frames(g))[2:]
+        return self._shape(GenerateConfig(**{**g.__dict__, "height": height, "width": width}), self.clip_frames(g))[2:]
 
     def video2world(self, frames: np.ndarray, prompt: str = "", g: GenerateConfig | None = None,
                     total_frames: int = 0, net_kw: dict | None = None) -> np.ndarray:
@@ -152,7 +154,7 @@ class WorldPipeline:
         if len(frames) < n_in:
             raise ValueError(f"Video2World needs {n_in} input frames, got {len(frames)}")
         _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
-        clip = self._clip_frames(g)
+        clip = self.clip_frames(g)
         h, w = frames.shape[1:3]
         shape = self._shape(GenerateConfig(**{**g.__dict__, "height": h, "width": w}), clip)
         total = total_frames or len(frames) + clip - n_in

@@ -205,7 +205,7 @@ class WorldModelPredictor:
 
         pipe, g, name = self.pipe, self.generate, meta.get("name", "?")
         tc = pipe.codec.model.cfg.temporal_compression
-        clip = pipe._clip_frames(g)
+        clip = pipe.clip_frames(g)
         kw = {}
         if isinstance(pipe.cfg, CameraRunConfig):
             if "camera" not in meta:
