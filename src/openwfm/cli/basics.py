@@ -109,19 +109,29 @@ def config_show(name: str = typer.Argument("sim", help="Which config: sim, train
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("demo"), "--out", "-o", help="Where to write the demo."),
-         num: int = typer.Option(2, "--num", "-n", min=1, help="Scenes per scenario."),
+         num: int = typer.Option(4, "--num", "-n", min=1, help="Scenes per scenario."),
          seed: int = typer.Option(900000, "--seed", help="First seed (held out from training seeds)."),
+         steps: int = typer.Option(10, "--steps", min=1, help="Sampler steps."),
+         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Video2World model (default: the shipped one)."),
+         action: str = typer.Option("default-action", "--action", help="Action-conditioned model ('' to skip)."),
+         no_curate: bool = typer.Option(False, "--no-curate", help="Skip the curator."),
          workers: int = typer.Option(2, "--workers", "-j", min=1)) -> None:
-    """The main job, for now: simulate held-out physical scenes and write them with a summary."""
-    from openwfm.demo import run_demo
+    """The main job: simulate held-out physical scenes, curate them, predict their futures with the default
+    world model (from video + text, and from robot actions), evaluate against the simulator and the
+    copy-last / extrapolation baselines, and write report.html."""
+    from openwfm.demo import demo_config, run_demo
 
+    cfg = demo_config(num=num, seed=seed, steps=steps, v2w=str(checkpoint) if checkpoint else None, action=action,
+                      curate=not no_curate, workers=workers)
     with _progress() as progress:
-        report = run_demo(out_dir, num=num, seed=seed, workers=workers, progress=progress)
-    table = Table("sample", "frames", "caption", title="openwfm demo: simulated scenes", show_lines=True)
-    for row in report["samples"]:
-        table.add_row(row["name"], str(row["num_frames"]), row["caption"])
+        doc = run_demo(out_dir, cfg, progress=progress)
+    table = Table("setting", "model", "PSNR dB", "copy-last dB", "mask IoU", "floors met",
+                  title=f"openwfm demo: {len(doc['scenes'])} held-out scenes")
+    for r in doc["floors"]:
+        table.add_row(r["setting"], r["model"], f"{r['psnr']:.2f}", f"{r['copy_last_psnr']:.2f}", f"{r['mask_iou']:.3f}",
+                      f"PSNR {'yes' if r['psnr_floor_met'] else 'no'}, IoU {'yes' if r['iou_floor_met'] else 'no'}")
     out.print(table)
-    out.print(f"summary: {out_dir / 'summary.md'}  ({report['seconds']:.0f} s)")
+    out.print(f"report: {(out_dir / 'report.html').resolve()}  ({doc['timings']['total']:.0f} s)", highlight=False)
 
 
 @app.command()

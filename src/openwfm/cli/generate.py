@@ -25,7 +25,8 @@ def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, nu
                           num_input_frames=num_input_frames)
 
 
-_CKPT = typer.Option(..., "--checkpoint", "-c", help="Diffusion run or checkpoint directory.")
+_CKPT = typer.Option(None, "--checkpoint", "-c", help="Diffusion run, checkpoint or shipped model name (default: the "
+                     "shipped default-v2w; with --actions default-action).")
 _STEPS = typer.Option(35, "--steps", min=1, help="Sampler steps.")
 _GUIDANCE = typer.Option(7.0, "--guidance", help="Classifier-free guidance g (Cosmos form: cond + g(cond - uncond)).")
 _SEED = typer.Option(0, "--seed")
@@ -36,8 +37,8 @@ _OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU exc
 _DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
 @gen_app.command("text2world")
 def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: Path = typer.Option(..., "--out", "-o"),
-                        checkpoint: Path = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE, seed: int = _SEED,
-                        fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
+                        checkpoint: Optional[Path] = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE,
+                        seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
                         size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),
                         offload: bool = _OFFLOAD, device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
@@ -61,8 +62,8 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          dst: Path = typer.Option(..., "--out", "-o"), prompt: str = typer.Option("", "--prompt", "-p"),
                          num_input_frames: int = typer.Option(0, "--num-input-frames", help="1 or 9 (0: as trained)."),
                          total: int = typer.Option(0, "--total-frames", help="Chain clips up to this many frames."),
-                         checkpoint: Path = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE, seed: int = _SEED,
-                         fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
+                         checkpoint: Optional[Path] = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE,
+                         seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
                          size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
                          actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
@@ -75,6 +76,10 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     from openwfm.video import read_video, write_video
     from openwfm.video.transforms import center_crop, resize
 
+    if checkpoint is None and actions is not None:
+        from openwfm.diffusion.pretrained import DEFAULT_ACTION
+
+        checkpoint = DEFAULT_ACTION
     pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload,
                                   **_guard_hooks(no_guardrail, guardrail_config))
     g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames)
@@ -99,7 +104,8 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
 
 @gen_app.command("multiview")
 def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tiled six-camera video (a drive rollout)."),
-                       dst: Path = typer.Option(..., "--out", "-o"), checkpoint: Path = _CKPT,
+                       dst: Path = typer.Option(..., "--out", "-o"),
+                       checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Multi-view post-trained run or checkpoint."),
                        prompt: str = typer.Option("", "--prompt", "-p"),
                        trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON with the ego's 64-point future trajectory (a drive rollout's JSON works)."),
                        steps: int = _STEPS, seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER,

@@ -192,3 +192,27 @@ def ckpt_convert(path: Path = typer.Argument(..., help="A sharded (FSDP2/DCP) ch
 
     for f in ckpt.consolidate(path, dst):
         out.print(f"wrote {f}")
+
+
+recipe_app = typer.Typer(help="Training recipes: one command from nothing to shippable models.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("default")
+def recipe_default(out_dir: Path = typer.Option(..., "--out", "-o", help="Recipe directory (sim/, shards/, runs, export/)."),
+                   install: bool = typer.Option(False, "--install", help="Copy the exports into the package (openwfm/assets): they become the default model."),
+                   sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value recipe overrides, e.g. push=60 v2w_steps=500 (fields: openwfm/recipe.py)."),
+                   config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML recipe file(s).")) -> None:
+    """Train the embedded default model: simulate training worlds, pack, train the tokenizer, precompute
+    latents, train Video2World, post-train the action variant, export. Resumes where it stopped. About
+    2 h on 2 CPU cores with the defaults (docs/default-model.md)."""
+    from openwfm.recipe import RecipeConfig, run_recipe
+
+    cfg = make_config(RecipeConfig, yaml_files=config or [], overrides=sets or [])
+    report = run_recipe(out_dir, cfg, install=install, quiet=_state["quiet"])
+    table = Table("step", "seconds", title=f"wfm recipe default -> {out_dir}")
+    for name, info in report["steps"].items():
+        table.add_row(name, f"{info['seconds']:.0f}")
+    out.print(table)
+    for name, path in report["exports"].items():
+        out.print(f"{name}: {path}", highlight=False)

@@ -25,6 +25,9 @@ from openwfm.diffusion.edm import EDMConfig, Uncertainty, edm_loss, precondition
 class Video2WorldConfig:
     enabled: bool = False
     num_input_frames: int = 1  # 1 or 9 pixel frames -> condition latent frames
+    # training: each batch conditions on one of these pixel-frame counts, drawn uniformly (Cosmos trains
+    # one model for 1 and 9 input frames); empty: always num_input_frames
+    input_frame_choices: list[int] = dataclasses.field(default_factory=list)
     aug_P_mean: float = -3.0  # training: ln sigma_aug ~ N(-3, 2^2)
     aug_P_std: float = 2.0
     sigma_aug: float = 0.001  # inference

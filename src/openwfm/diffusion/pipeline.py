@@ -44,12 +44,14 @@ class GenerateConfig:
     sigma_min: float = 0.002
 
 
-def load_world_model(run: str | os.PathLike, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
+def load_world_model(run: str | os.PathLike | None, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
     """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir: a
-    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``)."""
+    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``), or a
+    shipped model by name (None: the default Video2World model, ``diffusion/pretrained.py``)."""
+    from openwfm.diffusion.pretrained import find
     from openwfm.train.task import load_trained
 
-    return load_trained(run, ("diffusion", "posttrain-camera", "posttrain-action", "posttrain-multiview"),
+    return load_trained(find(run), ("diffusion", "posttrain-camera", "posttrain-action", "posttrain-multiview"),
                         "a diffusion world model", ema)
 
 
@@ -66,7 +68,7 @@ class WorldPipeline:
             self._place("codec", device)
 
     @classmethod
-    def from_run(cls, run: str | os.PathLike, **kw) -> "WorldPipeline":
+    def from_run(cls, run: str | os.PathLike | None = None, **kw) -> "WorldPipeline":
         model, cfg = load_world_model(run)
         return cls(model, cfg, **kw)
 

@@ -58,9 +58,10 @@ class DiffusionRunConfig:
         self.data.validate()
         self.train.validate()
         self.text.validate()
-        if self.v2w.enabled and self.v2w.num_input_frames >= self.data.num_frames:
-            raise ConfigError(f"v2w.num_input_frames={self.v2w.num_input_frames} leaves nothing to predict in "
-                              f"clips of data.num_frames={self.data.num_frames}")
+        for k in [self.v2w.num_input_frames] + list(self.v2w.input_frame_choices) if self.v2w.enabled else []:
+            if k >= self.data.num_frames:
+                raise ConfigError(f"v2w: {k} input frames leave nothing to predict in clips of "
+                                  f"data.num_frames={self.data.num_frames}")
 
 
 def _tiny(**kw) -> DiffusionRunConfig:
@@ -192,7 +193,9 @@ class DiffusionTask(Task):
         noise = torch.randn(x0.shape, generator=self._gen).to(x0.device)
         num_cond, sigma_aug = 0, None
         if cfg.v2w.enabled and t_lat > 1:
-            num_cond = condition_latent_frames(cfg.v2w.num_input_frames, self.codec(x0.device).model.cfg.temporal_compression)
+            choices = cfg.v2w.input_frame_choices or [cfg.v2w.num_input_frames]
+            k = choices[int(torch.randint(len(choices), (1,), generator=self._gen))]
+            num_cond = condition_latent_frames(k, self.codec(x0.device).model.cfg.temporal_compression)
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
         losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,

@@ -1,0 +1,189 @@
+"""``wfm recipe default --out RUN``: the one command that trains the embedded default model from nothing —
+simulate training worlds, pack them, train the tokenizer, precompute latents, train Video2World, post-train
+the action-conditioned variant, export the three as shippable models (docs/default-model.md).
+
+Every step writes into RUN and is skipped when its output is complete, so an interrupted recipe resumes
+where it stopped (training steps continue from their newest checkpoint). ``install=True`` copies the
+exports into the package (``openwfm/assets``), which is how the shipped default was made. Seeds are the
+simulator's training seeds (0 ..); held-out evaluation uses 900000 and up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_NAME = "cv4x4x4-sim"
+
+
+@dataclass
+class RecipeConfig:
+    sim_preset: str = "default"  # 128 px, 33 frames, 12 fps
+    falling: int = 60  # training rollouts per scenario, seeds 0 ..
+    orbit: int = 60
+    push: int = 360
+    resolution: int = 64
+    num_frames: int = 17
+    workers: int = 2  # simulator processes
+    tokenizer_steps: int = 3000
+    v2w_steps: int = 6000
+    action_steps: int = 2000
+    # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), one 64-wide level, L1
+    tokenizer: list[str] = field(default_factory=lambda: [
+        "model.spatial_compression=4", "model.channels=64", "model.channels_mult=[1]", "model.attn_resolutions=[]",
+        "loss.perceptual=0", "data.batch_size=4", "data.num_workers=1"])
+    # Video2World on precomputed latents, conditioned on 1 or 9 frames (a 4x4 latent patch per token)
+    v2w: list[str] = field(default_factory=lambda: [
+        "v2w.input_frame_choices=[1,9]", "model.patch_spatial=4", "model.model_channels=192", "model.num_heads=6",
+        "model.num_blocks=4", "data.batch_size=4"])
+    # the action-conditioned variant, post-trained from the Video2World model on push rollouts
+    action: list[str] = field(default_factory=lambda: [
+        "per_frame=true", "v2w.input_frame_choices=[1,9]", "data.batch_size=4"])
+
+
+def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, quiet: bool) -> Path:
+    from openwfm.config import make_config
+    from openwfm.train.loop import Trainer
+    from openwfm.train.task import get_task
+
+    task_cls = get_task(task)
+    cfg = make_config(task_cls.config_cls, preset=preset, overrides=overrides)
+    trainer = Trainer(task_cls(cfg), run_dir, resume=True, progress=not quiet)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return run_dir
+
+
+def _step(out: Path, name: str, fn: Callable[[], object], report: dict) -> None:
+    """Run one recipe step unless its stamp says it is done; time it."""
+    stamp = out / ".done" / name
+    if stamp.is_file():
+        report["steps"][name] = json.loads(stamp.read_text())
+        log.info("recipe: %s done before, skipped", name)
+        return
+    t0 = time.perf_counter()
+    log.info("recipe: %s ...", name)
+    fn()
+    info = {"seconds": round(time.perf_counter() - t0, 1)}
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(info))
+    report["steps"][name] = info
+
+
+def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool = False,
+               quiet: bool = False) -> dict:
+    """Train the default model into ``out``; returns a report (steps, seconds, export paths)."""
+    from openwfm.config import make_config
+    from openwfm.data import pack_samples
+    from openwfm.data.shards import sim_dir_samples
+    from openwfm.diffusion import pretrained as world
+    from openwfm.diffusion.latents import precompute
+    from openwfm.sim import SimConfig, generate
+
+    cfg = cfg or RecipeConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(asdict(cfg), indent=1))
+    report: dict = {"config": asdict(cfg), "steps": {}}
+    counts = {"falling": cfg.falling, "orbit": cfg.orbit, "push": cfg.push}
+    sim = out / "sim"
+    tok_export = out / "export" / "tokenizers" / TOKENIZER_NAME
+    data = [f"data.resolution={cfg.resolution}", f"data.num_frames={cfg.num_frames}"]
+
+    def simulate() -> None:
+        sc = make_config(SimConfig, preset=cfg.sim_preset)
+        for scenario, n in counts.items():
+            if n:
+                generate(scenario, sc, n, sim / scenario, seed=0, workers=cfg.workers)
+
+    def pack() -> None:
+        import itertools
+
+        pack_samples(itertools.chain(*(sim_dir_samples(sim / s) for s, n in counts.items() if n)),
+                     out / "shards" / "all", overwrite=True)
+        pack_samples(sim_dir_samples(sim / "push"), out / "shards" / "push", overwrite=True)
+
+    def tokenizer() -> None:
+        _train("tokenizer", "small-CV4x8x8", ["stages=[]", f"data.shards={out / 'shards' / 'all'}"] + data
+               + cfg.tokenizer + [f"train.steps={cfg.tokenizer_steps}"], out / "tokenizer", quiet)
+
+    def export_tokenizer() -> None:
+        export_tokenizer_run(out / "tokenizer", out / "shards" / "all", tok_export, cfg, install)
+
+    def latents() -> None:
+        precompute(out / "shards" / "all", str(tok_export), out / "latents", cfg.resolution, cfg.num_frames,
+                   clips=(33 - 1) // (cfg.num_frames - 1), overwrite=True)
+
+    def v2w() -> None:
+        _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
+               + cfg.v2w + [f"train.steps={cfg.v2w_steps}"], out / "v2w", quiet)
+
+    def action() -> None:
+        _train("posttrain-action", "tiny", [f"base={out / 'v2w'}", f"tokenizer={tok_export}",
+                                            f"data.shards={out / 'shards' / 'push'}"] + data + cfg.action
+               + [f"train.steps={cfg.action_steps}"],
+               out / "action", quiet)
+
+    def export_world() -> None:
+        card = {"recipe": "wfm recipe default", "data": _data_card(counts, cfg), "tokenizer": TOKENIZER_NAME}
+        for run, name in ((out / "v2w", world.DEFAULT_V2W), (out / "action", world.DEFAULT_ACTION)):
+            # installed: the shipped tokenizer by name; else the export's path, so the export runs as it is
+            dst = world.export(run, out / "export" / "world" / name, TOKENIZER_NAME if install else str(tok_export),
+                               card, overwrite=True)
+            if install:
+                _install(dst, world.ASSETS / name)
+
+    for name, fn in [("simulate", simulate), ("pack", pack), ("tokenizer", tokenizer),
+                     ("export-tokenizer", export_tokenizer), ("latents", latents), ("v2w", v2w),
+                     ("action", action), ("export", export_world)]:
+        _step(out, name, fn, report)
+    report["exports"] = {"tokenizer": str(tok_export), "v2w": str(out / "export" / "world" / world.DEFAULT_V2W),
+                         "action": str(out / "export" / "world" / world.DEFAULT_ACTION)}
+    report["seconds"] = round(sum(s["seconds"] for s in report["steps"].values()), 1)
+    (out / "recipe-report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _data_card(counts: dict, cfg: RecipeConfig) -> str:
+    return (", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" simulator rollouts (sim preset "
+            f"'{cfg.sim_preset}', seeds from 0), {cfg.num_frames}-frame clips at {cfg.resolution} px")
+
+
+def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, install: bool = False) -> Path:
+    """Export the recipe's tokenizer run with latent statistics from 16 training clips."""
+    from openwfm.data import DataConfig, load_index
+    from openwfm.data.dataset import ClipDataset
+    from openwfm.tokenizer import pretrained as tok
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.train.checkpoint import load_weights, resolve
+
+    ckpt = resolve(run)
+    config, _ = load_weights(ckpt)
+    model = load_tokenizer(ckpt)
+    ds = ClipDataset(load_index(shards), DataConfig(shards=str(shards), resolution=cfg.resolution,
+                                                    num_frames=cfg.num_frames, batch_size=1, images=False))
+    step = len(ds) // 16 or 1
+    clips = [ds[i]["video"][None] for i in range(0, len(ds), step)][:16]
+    steps = int(json.loads((ckpt / "trainer.json").read_text())["step"])
+    card = {"steps": steps, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
+            "recipe": "wfm recipe default (step tokenizer)", "data": _data_card({}, cfg)}
+    out = tok.export(model, config, dst, card, clips=clips, overwrite=True)
+    if install:
+        _install(out, tok.ASSETS / dst.name)
+    return out
+
+
+def _install(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    log.info("installed %s -> %s", src, dst)

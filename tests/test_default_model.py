@@ -1,0 +1,97 @@
+"""The main job: the training recipe end to end (tiny), exported world models, the demo report, and the
+shipped default model used when no checkpoint is given."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from openwfm.cli import app
+from openwfm.diffusion import pretrained
+from openwfm.recipe import RecipeConfig, run_recipe
+
+runner = CliRunner()
+
+TINY = RecipeConfig(falling=1, orbit=1, push=2, resolution=32, tokenizer_steps=3, v2w_steps=3, action_steps=3,
+                    workers=1)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipe")
+    return out, run_recipe(out, TINY, quiet=True)
+
+
+def test_recipe_runs_every_step_and_resumes(recipe):
+    out, report = recipe
+    assert list(report["steps"]) == ["simulate", "pack", "tokenizer", "export-tokenizer", "latents", "v2w", "action",
+                                     "export"]
+    for path in report["exports"].values():
+        assert (Path(path) / "index.json").is_file() and Path(path).is_relative_to(out)
+    card = pretrained.read_card(report["exports"]["v2w"])
+    assert card["steps"] == 3 and "1 falling, 1 orbit, 2 push" in card["data"]
+    cfg = json.loads((out / "export/world/default-action/config.json").read_text())
+    assert cfg["base"] == "" and cfg["data"]["shards"] == "" and cfg["tokenizer"].endswith("cv4x4x4-sim")
+    again = run_recipe(out, TINY, quiet=True)  # every step is stamped done: nothing reruns
+    assert again["steps"] == report["steps"]
+
+
+def test_exported_model_generates_from_its_directory(recipe, tmp_path):
+    out, report = recipe
+    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+
+    pipe = WorldPipeline.from_run(report["exports"]["v2w"])
+    assert pipe.cfg.v2w.input_frame_choices == [1, 9]
+    frames = np.zeros((9, 32, 32, 3), np.uint8)
+    video = pipe.video2world(frames, "a cube falls", GenerateConfig(steps=2, guidance=0.0, num_input_frames=9))
+    assert video.shape == (17, 32, 32, 3)
+    np.testing.assert_array_equal(video[:9], frames)  # the input frames come back as they were given
+
+
+def test_demo_writes_the_report(recipe, tmp_path):
+    from openwfm.demo import DemoConfig, run_demo
+
+    _, report = recipe
+    doc = run_demo(tmp_path, DemoConfig(num=1, steps=2, v2w=report["exports"]["v2w"],
+                                        action=report["exports"]["action"], workers=1))
+    html = (tmp_path / "report.html").read_text()
+    assert "Quality floors" in html and "gifs/push_900000.gif" in html and "metrics.png" in html
+    for f in ["results.json", "metrics.png", "psnr_1_frame.png", "gifs/falling_900000.gif", "gifs/orbit_900000.gif"]:
+        assert (tmp_path / f).is_file(), f
+    assert set(doc["results"]) == {"1 frame", "9 frames", "push + actions"}
+    floors = {(r["setting"], r["model"]) for r in doc["floors"]}
+    assert ("push + actions", "default-action") in floors and ("1 frame", "default-v2w") in floors
+    # every predictor was scored on every kept scene; the baselines are there to compare with
+    one = doc["results"]["1 frame"]["summary"]
+    assert {r["predictor"] for r in one} == {"truth", "copy_last", "default-v2w"}
+    assert doc["curation"]["counts"]["clip"].get("kept", 0) == len(doc["scenes"]) == 3
+
+
+def test_input_frame_choices_are_checked():
+    from openwfm.config import ConfigError, make_config
+    from openwfm.diffusion.train import DiffusionRunConfig
+
+    with pytest.raises(ConfigError, match="17 input frames leave nothing to predict"):
+        make_config(DiffusionRunConfig, preset="tiny-v2w", overrides=["v2w.input_frame_choices=[1,17]"]).validate()
+
+
+def test_no_default_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "ASSETS", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no default world model"):
+        pretrained.find(None)
+    assert pretrained.find("some/run") == "some/run"
+
+
+@pytest.mark.skipif(not pretrained.shipped(), reason="the default model is not installed in this checkout")
+def test_generate_video2world_without_checkpoint_uses_the_shipped_default(tmp_path):
+    from openwfm.video import read_video, write_video
+
+    src = tmp_path / "in.mp4"
+    write_video(src, np.full((9, 64, 64, 3), 90, np.uint8), 12.0)
+    res = runner.invoke(app, ["generate", "video2world", "-i", str(src), "-o", str(tmp_path / "out.mp4"),
+                              "--steps", "2", "--no-guardrail"])
+    assert res.exit_code == 0, res.output
+    assert len(read_video(tmp_path / "out.mp4").frames) == 17
+    assert set(pretrained.shipped()) >= {pretrained.DEFAULT_V2W, pretrained.DEFAULT_ACTION}
