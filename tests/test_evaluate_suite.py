@@ -193,15 +193,16 @@ def test_report_json_and_self_contained_html(tmp_path):
 def test_cli_eval_physics_baselines_and_errors(sims, tmp_path):
     from openwfm.cli import app
 
-    r = runner.invoke(app, ["--quiet", "eval", "physics", "--sim", str(sims["falling"]), "--out", str(tmp_path / "o")])
+    r = runner.invoke(app, ["--quiet", "eval", "physics", "--sim", str(sims["falling"]), "--baselines-only",
+                            "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
-    assert "copy_last" in r.output and "linear_extrap" in r.output and "no --checkpoint" in r.output
+    assert "copy_last" in r.output and "linear_extrap" in r.output and "--baselines-only" in r.output
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
     assert {s["predictor"] for s in doc["summary"]} == {"truth", "copy_last", "linear_extrap"}
     assert (tmp_path / "o" / "report.html").is_file()
-    r = runner.invoke(app, ["--quiet", "eval", "consistency", "--sim", str(sims["orbit"]),
+    r = runner.invoke(app, ["--quiet", "eval", "consistency", "--sim", str(sims["orbit"]), "--baselines-only",
                             "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "c" / "results.json").read_text())["summary"][0]["video"] == "real"
-    r = runner.invoke(app, ["eval", "physics", "--sim", str(tmp_path), "--out", str(tmp_path / "x")])
+    r = runner.invoke(app, ["eval", "physics", "--sim", str(tmp_path), "--baselines-only", "--out", str(tmp_path / "x")])
     assert isinstance(r.exception, EvalError) and str(tmp_path) in str(r.exception)

@@ -20,7 +20,8 @@ app.add_typer(eval_app, name="eval")
 
 _EV_SIM = typer.Option(..., "--sim", "-s", help="Rollout directory or JSON written by wfm sim (more may follow it).")
 _EV_MORE = typer.Argument(None, help="More rollout directories or JSON files.", show_default=False)
-_EV_CKPT = typer.Option(None, "--checkpoint", "-c", help="Video2World run or checkpoint (none: no model, baselines / real frames only).")
+_EV_CKPT = typer.Option(None, "--checkpoint", "-c", help="Video2World run, checkpoint or shipped name (default: the shipped default-v2w).")
+_EV_BASE = typer.Option(False, "--baselines-only", help="No world model: baselines / real frames only.")
 _EV_INPUT = typer.Option(1, "--num-input-frames", min=1, help="Conditioning frames: 1 or 9 (Cosmos).")
 _EV_STEPS = typer.Option(35, "--steps", min=1, help="Sampler steps of the model.")
 _EV_GUIDANCE = typer.Option(7.0, "--guidance", help="Classifier-free guidance of the model.")
@@ -30,18 +31,20 @@ _EV_FRAMES = typer.Option(0, "--num-frames", min=0, help="Clip length (0: the mo
 _EV_RES = typer.Option(0, "--resolution", min=0, help="Square size (0: the model's, or 64 without a model).")
 _EV_MAX = typer.Option(0, "--max-rollouts", min=0, help="At most this many rollouts from each directory (0: all).")
 _EV_DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
-_EV_NO_MODEL_NOTE = "no --checkpoint: no world model in this table (an embedded default model is planned)"
+_EV_NO_MODEL_NOTE = "--baselines-only: no world model in this table"
 
 
 def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[Path], num_input_frames: int, steps: int,
               guidance: float, seed: int, prompt: str, num_frames: int, resolution: int, max_rollouts: int,
-              device: str):
-    """(rollout files, {name: model predictor} (empty without a checkpoint), num_frames, resolution)."""
+              device: str, baselines_only: bool = False):
+    """(rollout files, {name: model predictor} (empty with ``baselines_only``), num_frames, resolution)."""
+    from openwfm.diffusion.pretrained import DEFAULT_V2W
     from openwfm.evaluate.physics import WorldModelPredictor, find_rollouts
 
     files = find_rollouts([*sim, *(more or [])], max_rollouts)
     models = {}
-    if checkpoint is not None:
+    if not baselines_only:
+        checkpoint = checkpoint if checkpoint is not None else Path(DEFAULT_V2W)
         pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, steps=steps, guidance=guidance,
                                             seed=seed, num_frames=num_frames)
         models[pred.name] = pred
@@ -77,7 +80,8 @@ def _ev_progress(label: str, total: int):
 
 @eval_app.command("physics")
 def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MORE,
-                 checkpoint: Optional[Path] = _EV_CKPT, num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
+                 checkpoint: Optional[Path] = _EV_CKPT, baselines_only: bool = _EV_BASE,
+                 num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
                  guidance: float = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
                  num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
                  fit_on: str = typer.Option("clip", "--mask-fit", help="Colour model of the masks from the whole true clip ('clip') or the input frames ('input')."),
@@ -89,12 +93,13 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
     from openwfm.evaluate.physics import BASELINES, PhysicsConfig, evaluate_physics
 
     files, models, num_frames, resolution = _ev_setup(sim, more, checkpoint, num_input_frames, steps, guidance, seed,
-                                                      prompt, num_frames, resolution, max_rollouts, device)
+                                                      prompt, num_frames, resolution, max_rollouts, device,
+                                                      baselines_only)
     cfg = PhysicsConfig(num_input_frames, num_frames, resolution, masks=ColorMaskConfig(fit_on=fit_on))
     prog, task = _ev_progress("physics", len(files))
     with prog:
         result = evaluate_physics(files, {**BASELINES, **models}, cfg, progress=lambda _: prog.advance(task))
-    result["config"].update(checkpoint=str(checkpoint) if checkpoint else None, steps=steps, guidance=guidance,
+    result["config"].update(checkpoint=next(iter(models), None), steps=steps, guidance=guidance,
                             seed=seed, prompt=prompt)
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE)
@@ -105,7 +110,8 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
 
 @eval_app.command("consistency")
 def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MORE,
-                     checkpoint: Optional[Path] = _EV_CKPT, num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
+                     checkpoint: Optional[Path] = _EV_CKPT, baselines_only: bool = _EV_BASE,
+                 num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
                      guidance: float = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
                      num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
                      gap: int = typer.Option(2, "--gap", min=1, help="Frames between the two frames of a pair."),
@@ -117,12 +123,13 @@ def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV
     from openwfm.evaluate.consistency import ConsistencyConfig, evaluate_consistency
 
     files, models, num_frames, resolution = _ev_setup(sim, more, checkpoint, num_input_frames, steps, guidance, seed,
-                                                      prompt, num_frames, resolution, max_rollouts, device)
+                                                      prompt, num_frames, resolution, max_rollouts, device,
+                                                      baselines_only)
     prog, task = _ev_progress("consistency", len(files))
     with prog:
         result = evaluate_consistency(files, models, num_input_frames, num_frames, resolution,
                                       ConsistencyConfig(gap=gap, matcher=matcher), progress=lambda _: prog.advance(task))
-    result["config"].update(checkpoint=str(checkpoint) if checkpoint else None, steps=steps, guidance=guidance,
+    result["config"].update(checkpoint=next(iter(models), None), steps=steps, guidance=guidance,
                             seed=seed, prompt=prompt)
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE.replace("no world model", "real frames only, no world model"))

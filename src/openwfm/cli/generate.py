@@ -144,43 +144,35 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
 
 
 def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actions: Optional[Path]) -> dict:
-    """Network inputs of a post-trained model for one clip: camera rays and / or robot actions."""
+    """Network inputs of a post-trained model for one clip: camera rays and / or robot actions from the files."""
     import json as _json
 
     from openwfm.posttrain.train import CameraRunConfig, MultiviewRunConfig
 
-    net = pipe.model.net.cfg
-    clip = pipe.clip_frames(g)
-    kw = {}
     if isinstance(pipe.cfg, MultiviewRunConfig):
         raise typer.BadParameter("a multi-view model: generate with `wfm generate multiview`")
     if (camera is not None) != isinstance(pipe.cfg, CameraRunConfig):
         raise typer.BadParameter("--camera goes with a camera post-trained model (and such a model needs it)")
-    if (actions is not None) != bool(net.action_dim):
+    if (actions is not None) != bool(pipe.model.net.cfg.action_dim):
         raise typer.BadParameter("--actions goes with an action post-trained model (and such a model needs it)")
+    meta: dict = {"name": str(camera or actions)}
     if camera is not None:
-        from openwfm.posttrain.camera import TrajectoryError, load_trajectory
-        from openwfm.posttrain.train import clip_rays
+        from openwfm.posttrain.camera import load_trajectory
 
         K, c2w, (th, tw) = load_trajectory(camera)
-        if len(c2w) < clip:
-            raise TrajectoryError(f"{camera}: {len(c2w)} cameras for a {clip}-frame clip")
-        meta = {"camera": {"intrinsics": K.tolist(), "cam2world": c2w.tolist()}, "height": th, "width": tw}
-        kw["extra"] = clip_rays(meta, 0, 1, clip, (h, w), pipe.latent_grid(h, w, g),
-                                pipe.codec.model.cfg.temporal_compression)[None]
+        meta |= {"camera": {"intrinsics": K.tolist(), "cam2world": c2w.tolist()}, "height": th, "width": tw}
     if actions is not None:
         try:
-            acts = _json.loads(actions.read_text())
+            doc = _json.loads(actions.read_text())
         except (OSError, ValueError) as e:
             raise typer.BadParameter(f"{actions}: cannot read the actions ({e})") from None
-        doc = acts if isinstance(acts, dict) else {"actions": acts}
-        if len(doc.get("actions") or []) < clip - 1:
-            raise typer.BadParameter(f"{actions}: needs {clip - 1} actions of 7 numbers for a {clip}-frame clip")
-        a = pipe.cfg.action_input({**doc, "name": str(actions)}, 0, 1, clip, pipe.codec.model.cfg.temporal_compression)
-        if a.shape[-1] != net.action_dim:
-            raise typer.BadParameter(f"{actions}: {a.shape[-1]} action values, the model takes {net.action_dim}")
-        kw["action"] = a[None]
-    return kw
+        meta["actions"] = (doc if isinstance(doc, dict) else {"actions": doc}).get("actions") or []
+        if not meta["actions"]:
+            raise typer.BadParameter(f"{actions}: no actions (a JSON list of 7-number steps, or {{\"actions\": [...]}})")
+    try:
+        return pipe.conditions(meta, g, (h, w))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 @gen_app.command("ar-video2world")

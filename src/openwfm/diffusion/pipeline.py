@@ -137,6 +137,39 @@ class WorldPipeline:
         g = g or GenerateConfig()
         return self._shape(GenerateConfig(**{**g.__dict__, "height": height, "width": width}), self.clip_frames(g))[2:]
 
+    def conditions(self, meta: dict, g: GenerateConfig | None = None, size: tuple[int, int] | None = None) -> dict:
+        """A post-trained model's network inputs for one clip of frames ``size`` (H, W), from a rollout-like
+        dict: camera rays from ``meta["camera"]`` (``intrinsics``, one ``cam2world`` per frame; the image size
+        in ``height``/``width``), scaled robot actions from ``meta["actions"]`` (a blind control model gets
+        zeros without them). {} for a plain Video2World model. Errors are ValueErrors naming ``meta["name"]``."""
+        from openwfm.posttrain.train import ActionRunConfig, CameraRunConfig, clip_rays
+
+        g = g or GenerateConfig()
+        size = size or (g.height or self.cfg.data.resolution, g.width or self.cfg.data.resolution)
+        tc, clip, name = self.codec.model.cfg.temporal_compression, self.clip_frames(g), meta.get("name", "?")
+        kw = {}
+        if isinstance(self.cfg, CameraRunConfig):
+            cams = (meta.get("camera") or {}).get("cam2world") or []
+            if len(cams) < clip:
+                raise ValueError(f"{name}: {len(cams)} cameras (meta.camera.cam2world) for a {clip}-frame clip of "
+                                 "the camera-conditioned model")
+            kw["extra"] = clip_rays(meta, 0, 1, clip, size, self.latent_grid(*size, g), tc)[None]
+        if isinstance(self.cfg, ActionRunConfig):
+            dim = self.model.net.cfg.action_dim
+            if meta.get("actions"):
+                if len(meta["actions"]) < clip - 1:
+                    raise ValueError(f"{name}: needs {clip - 1} actions of 7 numbers for a {clip}-frame clip")
+                a = self.cfg.action_input(meta, 0, 1, clip, tc)
+                if a.shape[-1] != dim:
+                    raise ValueError(f"{name}: {a.shape[-1]} action values, the model takes {dim}")
+                kw["action"] = a[None]
+            elif self.cfg.blind:
+                kw["action"] = torch.zeros((1, 1 + (clip - 1) // tc, dim) if self.cfg.per_frame else (1, dim))
+            else:
+                raise ValueError(f"{name}: no actions (meta.actions: push rollouts have them), which the "
+                                 "action-conditioned model needs")
+        return kw
+
     def video2world(self, frames: np.ndarray, prompt: str = "", g: GenerateConfig | None = None,
                     total_frames: int = 0, net_kw: dict | None = None) -> np.ndarray:
         """Continue uint8 (T_in, H, W, 3) frames: returns the input followed by generated frames, one clip's

@@ -199,28 +199,10 @@ class WorldModelPredictor:
 
     def net_inputs(self, meta: dict, size: tuple[int, int]) -> dict:
         """Camera rays / actions of one clip for a post-trained model (empty for a plain Video2World one)."""
-        import torch
-
-        from openwfm.posttrain.train import ActionRunConfig, CameraRunConfig, clip_rays
-
-        pipe, g, name = self.pipe, self.generate, meta.get("name", "?")
-        tc = pipe.codec.model.cfg.temporal_compression
-        clip = pipe.clip_frames(g)
-        kw = {}
-        if isinstance(pipe.cfg, CameraRunConfig):
-            if "camera" not in meta:
-                raise EvalError(f"no camera in rollout {name} (meta.camera), which the camera-conditioned model needs")
-            kw["extra"] = clip_rays(meta, 0, 1, clip, size, pipe.latent_grid(*size, g), tc)[None]
-        if isinstance(pipe.cfg, ActionRunConfig):
-            if meta.get("actions"):
-                kw["action"] = pipe.cfg.action_input(meta, 0, 1, clip, tc)[None]
-            elif pipe.cfg.blind:
-                dim = pipe.model.net.cfg.action_dim
-                kw["action"] = torch.zeros((1, 1 + (clip - 1) // tc, dim) if pipe.cfg.per_frame else (1, dim))
-            else:
-                raise EvalError(f"no actions in rollout {name} (meta.actions: push rollouts have them), which the "
-                                "action-conditioned model needs")
-        return kw
+        try:
+            return self.pipe.conditions(meta, self.generate, size)
+        except ValueError as e:
+            raise EvalError(str(e)) from e
 
     def __call__(self, frames_in: np.ndarray, n_out: int, meta: dict) -> np.ndarray:
         from dataclasses import replace
