@@ -2,6 +2,7 @@
 shipped default model used when no checkpoint is given."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +31,25 @@ def test_recipe_runs_every_step_and_resumes(recipe):
                                      "export"]
     for path in report["exports"].values():
         assert (Path(path) / "index.json").is_file() and Path(path).is_relative_to(out)
-    card = pretrained.read_card(report["exports"]["v2w"])
+    card = pretrained.read_card(report["exports"]["default-v2w"])
     assert card["steps"] == 3 and "1 falling, 1 orbit, 2 push" in card["data"]
     cfg = json.loads((out / "export/world/default-action/config.json").read_text())
     assert cfg["base"] == "" and cfg["data"]["shards"] == "" and cfg["tokenizer"].endswith("cv4x4x4-sim")
     again = run_recipe(out, TINY, quiet=True)  # every step is stamped done: nothing reruns
     assert again["steps"] == report["steps"]
+    # a changed field reruns its step and the later ones only (the tokenizer's stamp still holds)
+    stamp = (out / ".done" / "tokenizer").stat().st_mtime_ns
+    more = run_recipe(out, replace(TINY, action_steps=4), quiet=True)
+    assert more["steps"]["action"]["inputs"]["action_steps"] == 4
+    assert (out / ".done" / "tokenizer").stat().st_mtime_ns == stamp
+    assert json.loads((out / "action/checkpoints/step-00000004/trainer.json").read_text())["step"] == 4
 
 
 def test_exported_model_generates_from_its_directory(recipe, tmp_path):
     out, report = recipe
     from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
 
-    pipe = WorldPipeline.from_run(report["exports"]["v2w"])
+    pipe = WorldPipeline.from_run(report["exports"]["default-v2w"])
     assert pipe.cfg.v2w.input_frame_choices == [1, 9]
     frames = np.zeros((9, 32, 32, 3), np.uint8)
     video = pipe.video2world(frames, "a cube falls", GenerateConfig(steps=2, guidance=0.0, num_input_frames=9))
@@ -54,8 +61,8 @@ def test_demo_writes_the_report(recipe, tmp_path):
     from openwfm.demo import DemoConfig, run_demo
 
     _, report = recipe
-    doc = run_demo(tmp_path, DemoConfig(num=1, steps=2, v2w=report["exports"]["v2w"],
-                                        action=report["exports"]["action"], workers=1))
+    doc = run_demo(tmp_path, DemoConfig(num=1, steps=2, v2w=report["exports"]["default-v2w"],
+                                        action=report["exports"]["default-action"], workers=1))
     html = (tmp_path / "report.html").read_text()
     assert "Quality floors" in html and "gifs/push_900000.gif" in html and "metrics.png" in html
     for f in ["results.json", "metrics.png", "psnr_1_frame.png", "gifs/falling_900000.gif", "gifs/orbit_900000.gif"]:
@@ -79,7 +86,7 @@ def test_input_frame_choices_are_checked():
 
 def test_no_default_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "ASSETS", tmp_path)
-    with pytest.raises(FileNotFoundError, match="no default world model"):
+    with pytest.raises(FileNotFoundError, match="no default-v2w world model"):
         pretrained.find(None)
     assert pretrained.find("some/run") == "some/run"
 

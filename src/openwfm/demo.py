@@ -79,18 +79,21 @@ def _curate(out: Path, scenes: list[Path]) -> tuple[list[Path], dict]:
     from openwfm.curate.run import curate
     from openwfm.curate.stages import CurateConfig
 
+    from openwfm.curate.manifest import Manifest
+
     shutil.rmtree(out / "curated", ignore_errors=True)
     res = curate([s.with_suffix(".mp4") for s in scenes], out / "curated", make_config(CurateConfig, overrides=DEMO_CURATE))
-    kept, why = set(), {}
-    for line in (out / "curated" / "manifest.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("type") == "clip" and rec.get("source"):
-            name = Path(rec["source"]).stem
-            if rec.get("status") == "kept":
+    with Manifest(out / "curated") as m:  # the latest record of every id (dedup may drop a clip kept earlier)
+        scene_of = {r["id"]: Path(r["path"]).stem for r in m.records("input")}
+        kept, why = set(), {}
+        for clip in m.records("clip"):
+            name = scene_of.get(clip.get("input"), "?")
+            if clip["status"] == "kept":
                 kept.add(name)
             else:
-                why.setdefault(name, rec.get("reason", rec.get("status")))
-    return [s for s in scenes if s.stem in kept], {"counts": res["counts"], "dropped": why}
+                why.setdefault(name, clip.get("reason", clip["status"]))
+    return [s for s in scenes if s.stem in kept], {"counts": res["counts"], "dropped": {k: v for k, v in why.items()
+                                                                                      if k not in kept}}
 
 
 def _per_frame_psnr(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -163,6 +166,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
     from openwfm.diffusion.pipeline import WorldPipeline
     from openwfm.evaluate.physics import (BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics,
                                           load_rollout)
+    from openwfm.evaluate.metrics import EvalError
     from openwfm.evaluate.report import plain, run_info
 
     cfg = cfg or DemoConfig()
@@ -177,7 +181,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
         scenes, curation = _curate(out, scenes)
         timings["curate"] = time.perf_counter() - t
     if not scenes:
-        raise RuntimeError(f"the curator kept none of the demo scenes ({curation['dropped']}); see {out}/curated")
+        raise EvalError(f"{out / 'curated'}: the curator kept none of the demo scenes ({curation['dropped']})")
     t = time.perf_counter()
     gen = dict(steps=cfg.steps, guidance=cfg.guidance, sampler=cfg.sampler)
     v2w = WorldPipeline.from_run(cfg.v2w)
@@ -222,7 +226,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
         gifs.append((s.stem, r.meta.get("caption", ""), f"gifs/{s.stem}.gif"))
     summaries = {k: v["summary"] for k, v in results.items()}
     plots = _plots(out, curves, summaries)
-    floors = _floors(summaries, model_name)
+    floors = _floors(summaries)
     timings["total"] = time.perf_counter() - t0
     doc = plain({"model": {"v2w": pretrained.read_card(cfg.v2w), "action": pretrained.read_card(cfg.action) if act else {}},
                  "config": cfg, "curation": curation, "results": results, "floors": floors, "timings": timings,
@@ -232,7 +236,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
     return doc
 
 
-def _floors(summaries: dict, model: str) -> list[dict]:
+def _floors(summaries: dict) -> list[dict]:
     """Issue 10's quality floors, per setting: the model's PSNR vs copy-last + 2 dB, mask IoU vs 0.5."""
     rows = []
     for setting, summ in summaries.items():

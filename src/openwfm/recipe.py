@@ -2,9 +2,11 @@
 simulate training worlds, pack them, train the tokenizer, precompute latents, train Video2World, post-train
 the action-conditioned variant, export the three as shippable models (docs/default-model.md).
 
-Every step writes into RUN and is skipped when its output is complete, so an interrupted recipe resumes
-where it stopped (training steps continue from their newest checkpoint). ``install=True`` copies the
-exports into the package (``openwfm/assets``), which is how the shipped default was made. Seeds are the
+Every step writes into RUN and stamps ``RUN/.done/STEP`` with the recipe fields it (and the steps before it)
+depend on: a re-run skips stamped steps whose fields are unchanged, so an interrupted recipe resumes where
+it stopped, and a changed field reruns its step and those after it (training steps continue from their
+newest checkpoint). ``install=True`` then writes the exports into the package (``openwfm/assets``), which is
+how the shipped default was made. Seeds are the
 simulator's training seeds (0 ..); held-out evaluation uses 900000 and up.
 """
 
@@ -33,15 +35,15 @@ class RecipeConfig:
     num_frames: int = 17
     workers: int = 2  # simulator processes
     tokenizer_steps: int = 3000
-    v2w_steps: int = 6000
+    v2w_steps: int = 10000
     action_steps: int = 2000
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), one 64-wide level, L1
     tokenizer: list[str] = field(default_factory=lambda: [
         "model.spatial_compression=4", "model.channels=64", "model.channels_mult=[1]", "model.attn_resolutions=[]",
         "loss.perceptual=0", "data.batch_size=4", "data.num_workers=1"])
-    # Video2World on precomputed latents, conditioned on 1 or 9 frames (a 4x4 latent patch per token)
+    # Video2World on precomputed latents, conditioned on 1 or 9 frames (a 2x2 latent patch per token)
     v2w: list[str] = field(default_factory=lambda: [
-        "v2w.input_frame_choices=[1,9]", "model.patch_spatial=4", "model.model_channels=192", "model.num_heads=6",
+        "v2w.input_frame_choices=[1,9]", "model.patch_spatial=2", "model.model_channels=192", "model.num_heads=6",
         "model.num_blocks=4", "data.batch_size=4"])
     # the action-conditioned variant, post-trained from the Video2World model on push rollouts
     action: list[str] = field(default_factory=lambda: [
@@ -63,17 +65,21 @@ def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, q
     return run_dir
 
 
-def _step(out: Path, name: str, fn: Callable[[], object], report: dict) -> None:
-    """Run one recipe step unless its stamp says it is done; time it."""
+def _step(out: Path, name: str, fn: Callable[[], object], inputs: dict, report: dict) -> None:
+    """Run one recipe step unless its stamp says it was done with the same ``inputs`` (the recipe fields it
+    and the steps before it depend on); time it. Training steps rerun resume from their newest checkpoint."""
     stamp = out / ".done" / name
     if stamp.is_file():
-        report["steps"][name] = json.loads(stamp.read_text())
-        log.info("recipe: %s done before, skipped", name)
-        return
+        done = json.loads(stamp.read_text())
+        if done.get("inputs") == inputs:
+            report["steps"][name] = done
+            log.info("recipe: %s done before, skipped", name)
+            return
+        log.info("recipe: %s was done with other settings: running it again", name)
     t0 = time.perf_counter()
     log.info("recipe: %s ...", name)
     fn()
-    info = {"seconds": round(time.perf_counter() - t0, 1)}
+    info = {"seconds": round(time.perf_counter() - t0, 1), "inputs": inputs}
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(info))
     report["steps"][name] = info
@@ -81,73 +87,87 @@ def _step(out: Path, name: str, fn: Callable[[], object], report: dict) -> None:
 
 def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool = False,
                quiet: bool = False) -> dict:
-    """Train the default model into ``out``; returns a report (steps, seconds, export paths)."""
+    """Train the default model into ``out``; returns a report (steps, seconds, export paths). ``install``
+    then writes the exports into the package's assets (the shipped default)."""
     from openwfm.config import make_config
     from openwfm.data import pack_samples
     from openwfm.data.shards import sim_dir_samples
     from openwfm.diffusion import pretrained as world
     from openwfm.diffusion.latents import precompute
     from openwfm.sim import SimConfig, generate
+    from openwfm.tokenizer import pretrained as tok
 
     cfg = cfg or RecipeConfig()
-    out = Path(out)
+    out = Path(out).resolve()  # run configs record these paths: absolute, so they load from anywhere
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(asdict(cfg), indent=1))
     report: dict = {"config": asdict(cfg), "steps": {}}
     counts = {"falling": cfg.falling, "orbit": cfg.orbit, "push": cfg.push}
+    sim_cfg = make_config(SimConfig, preset=cfg.sim_preset)
     sim = out / "sim"
     tok_export = out / "export" / "tokenizers" / TOKENIZER_NAME
+    worlds = {world.DEFAULT_V2W: out / "v2w"} | ({world.DEFAULT_ACTION: out / "action"} if cfg.push else {})
     data = [f"data.resolution={cfg.resolution}", f"data.num_frames={cfg.num_frames}"]
 
     def simulate() -> None:
-        sc = make_config(SimConfig, preset=cfg.sim_preset)
         for scenario, n in counts.items():
             if n:
-                generate(scenario, sc, n, sim / scenario, seed=0, workers=cfg.workers)
+                generate(scenario, sim_cfg, n, sim / scenario, seed=0, workers=cfg.workers)
 
     def pack() -> None:
         import itertools
 
         pack_samples(itertools.chain(*(sim_dir_samples(sim / s) for s, n in counts.items() if n)),
                      out / "shards" / "all", overwrite=True)
-        pack_samples(sim_dir_samples(sim / "push"), out / "shards" / "push", overwrite=True)
+        if cfg.push:
+            pack_samples(sim_dir_samples(sim / "push"), out / "shards" / "push", overwrite=True)
 
     def tokenizer() -> None:
         _train("tokenizer", "small-CV4x8x8", ["stages=[]", f"data.shards={out / 'shards' / 'all'}"] + data
                + cfg.tokenizer + [f"train.steps={cfg.tokenizer_steps}"], out / "tokenizer", quiet)
 
     def export_tokenizer() -> None:
-        export_tokenizer_run(out / "tokenizer", out / "shards" / "all", tok_export, cfg, install)
+        export_tokenizer_run(out / "tokenizer", out / "shards" / "all", tok_export, cfg, _data_card(counts, cfg))
 
     def latents() -> None:
         precompute(out / "shards" / "all", str(tok_export), out / "latents", cfg.resolution, cfg.num_frames,
-                   clips=(33 - 1) // (cfg.num_frames - 1), overwrite=True)
+                   clips=max(1, (sim_cfg.num_frames - 1) // (cfg.num_frames - 1)), overwrite=True)
 
     def v2w() -> None:
         _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
                + cfg.v2w + [f"train.steps={cfg.v2w_steps}"], out / "v2w", quiet)
 
     def action() -> None:
-        _train("posttrain-action", "tiny", [f"base={out / 'v2w'}", f"tokenizer={tok_export}",
-                                            f"data.shards={out / 'shards' / 'push'}"] + data + cfg.action
-               + [f"train.steps={cfg.action_steps}"],
-               out / "action", quiet)
+        if cfg.push:
+            _train("posttrain-action", "tiny", [f"base={out / 'v2w'}", f"tokenizer={tok_export}",
+                                                f"data.shards={out / 'shards' / 'push'}"] + data + cfg.action
+                   + [f"train.steps={cfg.action_steps}"], out / "action", quiet)
 
-    def export_world() -> None:
-        card = {"recipe": "wfm recipe default", "data": _data_card(counts, cfg), "tokenizer": TOKENIZER_NAME}
-        for run, name in ((out / "v2w", world.DEFAULT_V2W), (out / "action", world.DEFAULT_ACTION)):
-            # installed: the shipped tokenizer by name; else the export's path, so the export runs as it is
-            dst = world.export(run, out / "export" / "world" / name, TOKENIZER_NAME if install else str(tok_export),
-                               card, overwrite=True)
-            if install:
-                _install(dst, world.ASSETS / name)
+    def cards() -> dict[str, dict]:
+        push_only = {"falling": 0, "orbit": 0, "push": cfg.push}
+        return {name: {"recipe": "wfm recipe default", "tokenizer": TOKENIZER_NAME,
+                       "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg)}
+                for name in worlds}
 
-    for name, fn in [("simulate", simulate), ("pack", pack), ("tokenizer", tokenizer),
-                     ("export-tokenizer", export_tokenizer), ("latents", latents), ("v2w", v2w),
-                     ("action", action), ("export", export_world)]:
-        _step(out, name, fn, report)
-    report["exports"] = {"tokenizer": str(tok_export), "v2w": str(out / "export" / "world" / world.DEFAULT_V2W),
-                         "action": str(out / "export" / "world" / world.DEFAULT_ACTION)}
+    def export_world() -> None:  # the export's tokenizer is its path, so the export runs as it is
+        for name, run in worlds.items():
+            world.export(run, out / "export" / "world" / name, str(tok_export), cards()[name], overwrite=True)
+
+    fields = asdict(cfg)
+    steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
+             ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps"]),
+             ("export-tokenizer", export_tokenizer, []), ("latents", latents, []), ("v2w", v2w, ["v2w", "v2w_steps"]),
+             ("action", action, ["action", "action_steps"]), ("export", export_world, [])]
+    inputs: dict = {}
+    for name, fn, needs in steps:
+        inputs = inputs | {k: fields[k] for k in needs}
+        _step(out, name, fn, dict(inputs), report)
+    report["exports"] = {"tokenizer": str(tok_export)} | {n: str(out / "export" / "world" / n) for n in worlds}
+    if install:  # the shipped names: the world models name the shipped tokenizer
+        _install(tok_export, tok.ASSETS / TOKENIZER_NAME)
+        for name, run in worlds.items():
+            world.export(run, world.ASSETS / name, TOKENIZER_NAME, cards()[name], overwrite=True)
+        report["installed"] = [str(tok.ASSETS / TOKENIZER_NAME)] + [str(world.ASSETS / n) for n in worlds]
     report["seconds"] = round(sum(s["seconds"] for s in report["steps"].values()), 1)
     (out / "recipe-report.json").write_text(json.dumps(report, indent=1))
     return report
@@ -158,7 +178,7 @@ def _data_card(counts: dict, cfg: RecipeConfig) -> str:
             f"'{cfg.sim_preset}', seeds from 0), {cfg.num_frames}-frame clips at {cfg.resolution} px")
 
 
-def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, install: bool = False) -> Path:
+def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, data: str) -> Path:
     """Export the recipe's tokenizer run with latent statistics from 16 training clips."""
     from openwfm.data import DataConfig, load_index
     from openwfm.data.dataset import ClipDataset
@@ -175,11 +195,8 @@ def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, 
     clips = [ds[i]["video"][None] for i in range(0, len(ds), step)][:16]
     steps = int(json.loads((ckpt / "trainer.json").read_text())["step"])
     card = {"steps": steps, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
-            "recipe": "wfm recipe default (step tokenizer)", "data": _data_card({}, cfg)}
-    out = tok.export(model, config, dst, card, clips=clips, overwrite=True)
-    if install:
-        _install(out, tok.ASSETS / dst.name)
-    return out
+            "recipe": "wfm recipe default (step tokenizer)", "data": data}
+    return tok.export(model, config, dst, card, clips=clips, overwrite=True)
 
 
 def _install(src: Path, dst: Path) -> None:

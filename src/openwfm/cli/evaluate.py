@@ -43,6 +43,8 @@ def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[
 
     files = find_rollouts([*sim, *(more or [])], max_rollouts)
     models = {}
+    if baselines_only and checkpoint is not None:
+        raise typer.BadParameter("--checkpoint and --baselines-only exclude each other")
     if not baselines_only:
         checkpoint = checkpoint if checkpoint is not None else Path(DEFAULT_V2W)
         pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, steps=steps, guidance=guidance,
@@ -99,7 +101,7 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
     prog, task = _ev_progress("physics", len(files))
     with prog:
         result = evaluate_physics(files, {**BASELINES, **models}, cfg, progress=lambda _: prog.advance(task))
-    result["config"].update(checkpoint=next(iter(models), None), steps=steps, guidance=guidance,
+    result["config"].update(checkpoint=None if not models else str(checkpoint or "default-v2w"), steps=steps, guidance=guidance,
                             seed=seed, prompt=prompt)
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE)
@@ -129,7 +131,7 @@ def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV
     with prog:
         result = evaluate_consistency(files, models, num_input_frames, num_frames, resolution,
                                       ConsistencyConfig(gap=gap, matcher=matcher), progress=lambda _: prog.advance(task))
-    result["config"].update(checkpoint=next(iter(models), None), steps=steps, guidance=guidance,
+    result["config"].update(checkpoint=None if not models else str(checkpoint or "default-v2w"), steps=steps, guidance=guidance,
                             seed=seed, prompt=prompt)
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE.replace("no world model", "real frames only, no world model"))

@@ -37,7 +37,8 @@ _OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU exc
 _DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
 @gen_app.command("text2world")
 def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: Path = typer.Option(..., "--out", "-o"),
-                        checkpoint: Optional[Path] = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE,
+                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Text2World run or checkpoint (the shipped default is Video2World only)."),
+                        steps: int = _STEPS, guidance: float = _GUIDANCE,
                         seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
                         size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),

@@ -142,10 +142,18 @@ class WorldPipeline:
         dict: camera rays from ``meta["camera"]`` (``intrinsics``, one ``cam2world`` per frame; the image size
         in ``height``/``width``), scaled robot actions from ``meta["actions"]`` (a blind control model gets
         zeros without them). {} for a plain Video2World model. Errors are ValueErrors naming ``meta["name"]``."""
-        from openwfm.posttrain.train import ActionRunConfig, CameraRunConfig, clip_rays
+        from openwfm.config import ConfigError
 
         g = g or GenerateConfig()
         size = size or (g.height or self.cfg.data.resolution, g.width or self.cfg.data.resolution)
+        try:
+            return self._conditions(meta, g, size)
+        except ConfigError as e:  # a malformed camera / action record
+            raise ValueError(f"{meta.get('name', '?')}: {e}") from e
+
+    def _conditions(self, meta: dict, g: GenerateConfig, size: tuple[int, int]) -> dict:
+        from openwfm.posttrain.train import ActionRunConfig, CameraRunConfig, clip_rays
+
         tc, clip, name = self.codec.model.cfg.temporal_compression, self.clip_frames(g), meta.get("name", "?")
         kw = {}
         if isinstance(self.cfg, CameraRunConfig):

@@ -31,11 +31,13 @@ def find(run: str | os.PathLike | None) -> str | os.PathLike:
     """``run`` itself, or the directory of a shipped model when ``run`` is its name (or None: the default
     Video2World model)."""
     name = DEFAULT_V2W if run is None else str(run)
-    if (ASSETS / name / "index.json").is_file() and not Path(name).exists():
+    if Path(name).exists():
+        return run if run is not None else name
+    if (ASSETS / name / "index.json").is_file():
         return ASSETS / name
-    if run is None:
-        raise FileNotFoundError(f"no default world model in {ASSETS}: this install lacks the package assets; "
-                                "give a checkpoint (-c RUN) or train one with `wfm recipe default`")
+    if name in (DEFAULT_V2W, DEFAULT_ACTION):
+        raise FileNotFoundError(f"no {name} world model in {ASSETS}: this install lacks the package assets; "
+                                "give a checkpoint (-c RUN) or train one with `wfm recipe default --install`")
     return run
 
 
@@ -56,8 +58,8 @@ def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, c
     config = {**config, "tokenizer": tokenizer}
     if "base" in config:
         config["base"] = ""
-    for section in [config.get("data", {})] + list(config.get("stages", [])):
-        section["shards"] = ""
+    if isinstance(config.get("data"), dict):
+        config["data"]["shards"] = ""
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -194,7 +194,7 @@ class DiffusionTask(Task):
         num_cond, sigma_aug = 0, None
         if cfg.v2w.enabled and t_lat > 1:
             choices = cfg.v2w.input_frame_choices or [cfg.v2w.num_input_frames]
-            k = choices[int(torch.randint(len(choices), (1,), generator=self._gen))]
+            k = choices[int(torch.randint(len(choices), (1,), generator=self._gen))] if len(choices) > 1 else choices[0]
             num_cond = condition_latent_frames(k, self.codec(x0.device).model.cfg.temporal_compression)
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
