@@ -72,7 +72,7 @@ def test_demo_writes_the_report(recipe, tmp_path):
     assert ("push + actions", "default-action") in floors and ("1 frame", "default-v2w") in floors
     # every predictor was scored on every kept scene; the baselines are there to compare with
     one = doc["results"]["1 frame"]["summary"]
-    assert {r["predictor"] for r in one} == {"truth", "copy_last", "default-v2w"}
+    assert {r["predictor"] for r in one} == {"truth", "copy_last", "default-v2w", "default-v2w-mean"}
     assert doc["curation"]["counts"]["clip"].get("kept", 0) == len(doc["scenes"]) == 3
 
 

@@ -3,7 +3,9 @@
 1. simulate held-out scenes of every scenario (seeds from 900000; training used seeds from 0);
 2. curate them (the curator's filters for simulator renders: ``DEMO_CURATE``); the kept scenes go on;
 3. generate their futures with the default model: Video2World from the first 1 or 9 frames and the
-   scene's caption, and on ``push`` scenes the action-conditioned variant from the robot's actions;
+   scene's caption — a sample (``steps`` sampler steps) and the conditional mean (one Euler step from
+   sigma_max: the denoiser's MMSE estimate, blurrier and higher in PSNR) — and on ``push`` scenes the
+   action-conditioned variant from the robot's actions;
 4. evaluate against the simulator (``evaluate/physics.py``: PSNR, SSIM, perceptual distance, mask IoU)
    beside the copy-last-frame and linear-extrapolation baselines;
 5. write ``report.html``: truth and predictions side by side (GIF), the tables, plots (PNG), the quality
@@ -36,7 +38,8 @@ DEMO_CURATE = ["rules.trim_seconds=0", "rules.min_seconds=1", "text_filter=false
 class DemoConfig:
     num: int = 4  # scenes per scenario
     seed: int = 900000  # first held-out seed
-    steps: int = 10  # sampler steps
+    steps: int = 10  # sampler steps of the sampled rows
+    mean: bool = True  # also a "-mean" row: one Euler step from sigma_max, the denoiser's conditional mean
     guidance: float = 0.0
     sampler: str = "2ab"
     resolution: int = 0  # 0: the model's training resolution
@@ -111,10 +114,8 @@ def _label(frames: np.ndarray, text: str) -> np.ndarray:
 
 
 def _short(name: str) -> str:
-    """A column label that fits 64 px: copy_last -> copy, default-v2w -> v2w, ... (actions) -> +act."""
-    tail = "+act" if name.endswith("(actions)") else ""
-    name = name.removesuffix(" (actions)")
-    return {"copy_last": "copy", "linear_extrap": "extrap"}.get(name, name.split("-")[-1][:6]) + tail
+    """A column label that fits 64 px: copy_last -> copy, default-v2w -> v2w, default-v2w-mean -> mean."""
+    return {"copy_last": "copy", "linear_extrap": "extrap"}.get(name, name.split("-")[-1][:6])
 
 
 def _gif(path: Path, truth: np.ndarray, k: int, columns: dict[str, np.ndarray], fps: float) -> None:
@@ -202,6 +203,8 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
         if k > 1:
             named["linear_extrap"] = BASELINES["linear_extrap"]
         named[model_name] = WorldModelPredictor.of(v2w, model_name, "caption", **gen)
+        if cfg.mean:
+            named[f"{model_name}-mean"] = WorldModelPredictor.of(v2w, model_name, "caption", **(gen | {"steps": 1}))
         if "actions" in setting:
             named[Path(str(pretrained.find(cfg.action))).name] = WorldModelPredictor.of(act, cfg.action, "caption", **gen)
         rec = {n: Recorder(p) for n, p in named.items()}
@@ -219,9 +222,8 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
     for s in scenes:
         r = load_rollout(s, cfg.resolution, cfg.num_frames, False)
         cols = {n: rec.outputs[s.stem] for n, rec in preds["1 frame"].items()}
-        if s in push and act is not None:
-            cols |= {f"{n} (actions)": rec.outputs[s.stem] for n, rec in preds["push + actions"].items()
-                     if n not in cols}
+        if s in push and act is not None:  # the action model's column
+            cols |= {n: rec.outputs[s.stem] for n, rec in preds["push + actions"].items() if n not in cols}
         _gif(out / "gifs" / f"{s.stem}.gif", r.frames, 1, cols, r.meta.get("fps", 12.0))
         gifs.append((s.stem, r.meta.get("caption", ""), f"gifs/{s.stem}.gif"))
     summaries = {k: v["summary"] for k, v in results.items()}

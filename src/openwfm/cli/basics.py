@@ -125,8 +125,9 @@ def demo(out_dir: Path = typer.Option(Path("demo"), "--out", "-o", help="Where t
                       curate=not no_curate, workers=workers)
     with _progress() as progress:
         doc = run_demo(out_dir, cfg, progress=progress)
-    table = Table("setting", "model", "PSNR dB", "copy-last dB", "mask IoU", "floors met",
-                  title=f"openwfm demo: {len(doc['scenes'])} held-out scenes")
+    table = Table(title=f"openwfm demo: {len(doc['scenes'])} held-out scenes")
+    for col in ("setting", "model", "PSNR dB", "copy-last dB", "mask IoU", "floors met"):
+        table.add_column(col, no_wrap=col in ("setting", "model"))
     for r in doc["floors"]:
         table.add_row(r["setting"], r["model"], f"{r['psnr']:.2f}", f"{r['copy_last_psnr']:.2f}", f"{r['mask_iou']:.3f}",
                       f"PSNR {'yes' if r['psnr_floor_met'] else 'no'}, IoU {'yes' if r['iou_floor_met'] else 'no'}")
