@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "world"
@@ -46,9 +45,7 @@ def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, c
     """Write a trained diffusion (or post-trained) run's EMA weights as a shippable model: ``tokenizer``
     replaces the run's tokenizer path (a shipped tokenizer's name), ``base`` and data paths are cleared.
     Written beside ``out_dir`` and renamed into place."""
-    from safetensors.torch import save_file
-
-    from openwfm.train.checkpoint import load_weights, resolve, write_index
+    from openwfm.train.checkpoint import load_weights, publish_model, resolve
 
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -60,18 +57,8 @@ def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, c
         config["base"] = ""
     if isinstance(config.get("data"), dict):
         config["data"]["shards"] = ""
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().float().contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
     step = int(json.loads((src / "trainer.json").read_text()).get("step", 0)) if (src / "trainer.json").is_file() else 0
-    (tmp / "card.json").write_text(json.dumps({"source": str(src), "steps": step, **card}, indent=1, default=str))
-    write_index(tmp, step)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    return publish_model(out, weights, config, {"source": str(src), "steps": step, **card}, step)
 
 
 def read_card(run: str | os.PathLike | None) -> dict:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from openwfm.tokenizer.model import Tokenizer, TokenizerError
 
@@ -56,7 +54,7 @@ def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dic
     """Write ``model`` (its current weights) as an exported tokenizer: config.json (``config`` with the
     model's config and, given ``clips``, the latent statistics), model.safetensors, card.json, index.json.
     Written beside ``out_dir`` and renamed into place, so a failed export leaves nothing half done."""
-    from openwfm.train.checkpoint import write_index
+    from openwfm.train.checkpoint import publish_model
 
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -65,18 +63,8 @@ def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dic
     if clips and not cfg.discrete:
         cfg.latents_mean, cfg.latents_std = latent_stats(model, clips)
     config = {**config, "task": "tokenizer", "model": dict(cfg.__dict__)}
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"), metadata={"kind": cfg.kind})
-    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
-    (tmp / "card.json").write_text(json.dumps({"kind": cfg.kind, **card}, indent=1, default=str))
-    write_index(tmp, int(card.get("steps", 0)))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    return publish_model(out, model.state_dict(), config, {"kind": cfg.kind, **card}, int(card.get("steps", 0)),
+                         metadata={"kind": cfg.kind})
 
 
 def read_card(checkpoint: str | os.PathLike) -> dict:

@@ -85,6 +85,26 @@ def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != INDEX)
 
 
+def publish_model(out: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, card: dict, step: int,
+                  metadata: dict[str, str] | None = None) -> Path:
+    """Write an exported (shippable) model directory: model.safetensors (fp32), config.json, card.json and an
+    index with checksums. Written into a sibling temp directory and renamed into place (replacing ``out``),
+    so a failed export leaves nothing half done."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, str(tmp / "model.safetensors"),
+              metadata=metadata)
+    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    (tmp / "card.json").write_text(json.dumps(card, indent=1, default=str))
+    write_index(tmp, step)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
 def write_index(directory: Path, step: int, checksum: bool = True) -> None:
     """fsync every file, record its size (and sha256), then write and fsync the index itself."""
     entries = {}
