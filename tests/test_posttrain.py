@@ -230,6 +230,48 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     Trainer(ActionTask(per_frame), tmp_path / "action2", progress=False).fit()
     _generate(tmp_path, tmp_path / "action2", rollout.with_suffix(".mp4"), ["--actions", str(rollout)])
 
+    # on precomputed latents: overlapping clips keep their source's actions and their start frame
+    from openwfm.data import load_index
+    from openwfm.diffusion.latents import LatentDataset, precompute
+
+    precompute(tmp_path / "shards", per_frame.tokenizer, tmp_path / "lat", resolution=32, num_frames=5, clips=3,
+               clip_step=2)
+    index = load_index(tmp_path / "lat")
+    items = [LatentDataset(index)[i] for i in range(len(index))]
+    assert sorted(i["start_frame"] for i in items) == [0, 0, 2, 2, 4, 4]  # 9 frames: clips at 0, 2, 4
+    source = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in (tmp_path / "push").glob("*.json")}
+    assert all(i["meta"]["actions"] == source[i["meta"]["name"]]["actions"] and i["num_frames"] == 5 for i in items)
+    cumulative = make_config(ActionRunConfig, "tiny", overrides=[
+        f"data.shards={tmp_path / 'lat'}", f"tokenizer={per_frame.tokenizer}", "data.batch_size=2",
+        "data.num_frames=5", "data.resolution=32", "train.steps=2", "model.num_blocks=1", "per_frame=true",
+        "cumulative=true"])
+    assert cumulative.action_dim(4) == 35
+    Trainer(ActionTask(cumulative), tmp_path / "action3", progress=False).fit()
+    assert json.loads((tmp_path / "action3" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+    with pytest.raises(Exception, match="per_frame=true"):
+        make_config(ActionRunConfig, "tiny", overrides=["cumulative=true"])
+
+
+def test_action_inputs_scale_motion_not_the_gripper_and_add_the_displacement():
+    from openwfm.config import make_config
+    from openwfm.posttrain.train import ActionRunConfig, displacements, scale_actions
+
+    meta = {"actions": [[0.01, -0.02, 0, 0, 0, 0.05, float(i >= 3)] for i in range(8)]}
+    scaled = scale_actions(torch.tensor(meta["actions"]).flatten(), 100.0).view(8, 7)
+    torch.testing.assert_close(scaled[:, :2], torch.tensor([[1.0, -2.0]]).expand(8, 2))
+    assert scaled[:, 6].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]  # the gripper command stays 0 / 1
+    d = displacements(meta, 0, 1, 9, 4)  # latent frames 0, 1 (pixel frames 1-4), 2 (5-8)
+    torch.testing.assert_close(d[:, 0], torch.tensor([0.0, 0.04, 0.08]))
+    torch.testing.assert_close(d[:, 5], torch.tensor([0.0, 0.2, 0.4]))
+    assert d[:, 6].tolist() == [0.0, 1.0, 1.0]
+    cfg = make_config(ActionRunConfig, "tiny", overrides=["per_frame=true", "cumulative=true", "data.num_frames=9"])
+    a = cfg.action_input(meta, 0, 1, 9, 4)
+    assert a.shape == (3, cfg.action_dim(4)) == (3, 35)
+    torch.testing.assert_close(a[:, 28:], scale_actions(d, cfg.cumulative_scale))
+    torch.testing.assert_close(a[2, 21:28], scaled[7])
+    blind = make_config(ActionRunConfig, "tiny", overrides=["per_frame=true", "cumulative=true", "blind=true"])
+    assert not blind.action_input(meta, 0, 1, 9, 4).any()
+
 
 def _generate(tmp_path, run, video, extra):
     """``wfm generate video2world`` with a post-trained run: refused without its condition, runs with it."""

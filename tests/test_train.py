@@ -22,7 +22,7 @@ from openwfm.train.config import EMAConfig, OptimConfig
 from openwfm.train.ema import EMA, ema_beta, gamma_from_sigma_rel, sigma_rel_from_gamma
 from openwfm.train.loop import Trainer, TrainingError, TrainingInterrupted
 from openwfm.train.metrics import plot_run, read_metrics
-from openwfm.train.optim import lr_at
+from openwfm.train.optim import build_optimizer, lr_at, set_lr
 from openwfm.train.toy import ToyRunConfig, ToyTask
 
 
@@ -47,6 +47,20 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[4] == pytest.approx(1.0) and lrs[9] == pytest.approx(0.55) and lrs[14] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
     assert lr_at(100, OptimConfig(lr=0.3, warmup_steps=4), 10) == 0.3
+
+
+def test_lr_mult_scales_the_named_parameters_only():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)))
+    opt = build_optimizer(net, OptimConfig(lr=1.0, weight_decay=0.1, lr_mult={"1": 10.0, "1.1.bias": 0.5}))
+    set_lr(opt, 0.01)
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    named = dict(net.named_parameters())
+    assert lr_of[id(named["0.weight"])] == (0.01, 0.1) and lr_of[id(named["0.bias"])] == (0.01, 0.0)
+    assert lr_of[id(named["1.0.weight"])] == (0.1, 0.1) and lr_of[id(named["1.1.weight"])] == (0.1, 0.1)
+    assert lr_of[id(named["1.1.bias"])] == (0.005, 0.0)  # the longest prefix wins
+    assert len(lr_of) == len(named)
+    with pytest.raises(ValueError, match="match no parameter"):
+        build_optimizer(net, OptimConfig(lr_mult={"head": 2.0}))
 
 
 def test_power_ema_is_the_exact_power_profile():

@@ -89,11 +89,11 @@ class ARPipeline:
         if bool(self.cfg.model.action_dim) != (actions is not None):
             raise ValueError("actions go with an action-conditioned model (model.action_dim > 0), which needs them")
         if actions is not None:
-            from openwfm.posttrain.train import latent_frame_actions
+            from openwfm.posttrain.train import latent_frame_actions, scale_actions
 
             acts = latent_frame_actions({"actions": np.asarray(actions).tolist()}, 0, 1, clip,
-                                        self.tokenizer.cfg.temporal_compression)[None].to(self.device)
-            acts = acts * self.cfg.action_scale
+                                        self.tokenizer.cfg.temporal_compression)
+            acts = scale_actions(acts, self.cfg.action_scale)[None].to(self.device)
         if medusa:
             if self.model.medusa is None:
                 raise ValueError("this model has no Medusa heads (train with medusa.num_heads > 0)")

@@ -44,7 +44,7 @@ class ARRunConfig:
     medusa: MedusaConfig = field(default_factory=MedusaConfig)
     tokenizer: str = "dv4x8x8-s"  # discrete tokenizer: shipped name, or a tokenizer run / checkpoint
     text: TextConfig = field(default_factory=TextConfig)
-    action_scale: float = 100.0  # model.action_dim > 0: robot actions (m, rad per frame) scaled to ~1
+    action_scale: float = 100.0  # model.action_dim > 0: robot motion (m, rad per frame) scaled to ~1 (gripper 0/1)
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
     stages: list[StageConfig] = field(default_factory=list)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, log_every=10))
@@ -178,7 +178,7 @@ class ARTask(Task):
         if "meta" not in batch:
             raise ConfigError("an action-conditioned model trains on video shards of robot rollouts (their "
                               "actions are in the sample metadata), not on precomputed tokens")
-        from openwfm.posttrain.train import latent_frame_actions
+        from openwfm.posttrain.train import latent_frame_actions, scale_actions
 
         tc = self.tokenizer("cpu").cfg.temporal_compression
         a = torch.stack([latent_frame_actions(m, int(s), self.cfg.data.frame_stride, batch["video"].shape[2], tc)
@@ -186,7 +186,7 @@ class ARTask(Task):
         if a.shape[-1] != self.cfg.model.action_dim:
             raise ConfigError(f"model.action_dim={self.cfg.model.action_dim}, but actions per latent frame are "
                               f"{a.shape[-1]} (7 x temporal compression {tc})")
-        return a.to(tokens.device) * self.cfg.action_scale
+        return scale_actions(a, self.cfg.action_scale).to(tokens.device)
 
     def loss(self, model, batch: dict, env: DistEnv):
         tokens = self.token_grid(batch)

@@ -127,7 +127,8 @@ def data_latents(shards: Path = typer.Argument(..., help="Shard directory of vid
                  dst: Path = typer.Option(..., "--out", "-o", help="Latent shard directory to create."),
                  resolution: int = typer.Option(64, "--resolution", help="Bucket resolution (pixels)."),
                  num_frames: int = typer.Option(17, "--num-frames", help="Frames per clip (1 + k*t)."),
-                 clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video."),
+                 clips: int = typer.Option(1, "--clips", min=1, help="Clips per video (at most)."),
+                 clip_step: int = typer.Option(0, "--clip-step", min=0, help="Frames between clip starts (0: num-frames, consecutive clips; smaller: overlapping)."),
                  overwrite: bool = typer.Option(False, "--overwrite")) -> None:
     """Precompute tokenizer latents (or discrete token indices) of a shard set, for training the diffusion
     (or autoregressive) model without the tokenizer."""
@@ -138,7 +139,7 @@ def data_latents(shards: Path = typer.Argument(..., help="Shard directory of vid
     with _progress() as progress:
         task = progress.add_task("latents", total=n)
         precompute(shards, tokenizer, dst, resolution, num_frames, clips, overwrite=overwrite,
-                   progress=lambda key: progress.advance(task))
+                   progress=lambda key: progress.advance(task), clip_step=clip_step)
     out.print(f"wrote {len(load_index(dst))} latent samples from {n} samples to {dst}")
 
 

@@ -1,10 +1,11 @@
 """Precomputed latents: tokenize a shard set once, train the world model many times.
 
-``precompute`` cuts fixed clips from each video sample (``clips`` consecutive clips of ``num_frames``;
-images as one frame), fits them into their aspect-ratio bucket at ``resolution`` and stores the
-tokenizer's raw latent as ``<key>.latent.safetensors`` (tensor ``latent``, (C, T', H', W'); a discrete
-tokenizer's FSQ indices as tensor ``indices``, (T', H', W') int32) next to
-``<key>.json`` (caption, fps, source, tokenizer). Normalization happens at training time, with the
+``precompute`` cuts fixed clips from each video sample (up to ``clips`` clips of ``num_frames``, starting
+every ``clip_step`` frames: consecutive by default, overlapping when smaller; images as one frame), fits
+them into their aspect-ratio bucket at ``resolution`` and stores the tokenizer's raw latent as
+``<key>.latent.safetensors`` (tensor ``latent``, (C, T', H', W'); a discrete tokenizer's FSQ indices as
+tensor ``indices``, (T', H', W') int32) next to ``<key>.json`` (caption, fps, source, start frame,
+tokenizer, and the source sample's metadata as ``meta``: post-training reads its actions and cameras). Normalization happens at training time, with the
 statistics of the tokenizer named in the run, which must be the one that made the latents.
 
     wfm data latents SHARDS --tokenizer cv4x8x8-s --out LATENTS --resolution 64 --num-frames 17 --clips 2
@@ -38,7 +39,7 @@ def fingerprint(model: torch.nn.Module) -> str:
 
 def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike, resolution: int = 64,
                num_frames: int = 17, clips: int = 1, maxcount: int = 1000, overwrite: bool = False,
-               progress=None) -> Path:
+               progress=None, clip_step: int = 0) -> Path:
     """Write latent shards for every sample of ``shards`` (see the module docstring)."""
     from openwfm.tokenizer.api import load_tokenizer
     from openwfm.video.transforms import to_tensor
@@ -48,6 +49,9 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
     if (num_frames - 1) % cfg.temporal_compression:
         raise DataError(tokenizer, f"num_frames={num_frames}: the {cfg.kind} tokenizer takes 1 + k*"
                                    f"{cfg.temporal_compression} frames")
+    step = clip_step or num_frames
+    if step < 1:
+        raise DataError(shards, f"clip_step={clip_step}: clips start at least one frame apart")
     multiple = max(16, cfg.spatial_compression * 2)
     sizes = bucket_sizes(resolution, multiple=multiple)
     index = load_index(shards)
@@ -58,9 +62,8 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
             meta = parse_meta(raw.get("json"), e.where)
             size = sizes[nearest_bucket(e.width, e.height)]
             if e.kind == "video":
-                n = max(1, min(clips, e.num_frames // num_frames))
-                pieces = [(k * num_frames, decode_video(raw[e.media], k * num_frames, num_frames, 1, e.where))
-                          for k in range(n)]
+                n = max(1, min(clips, (e.num_frames - num_frames) // step + 1))
+                pieces = [(k * step, decode_video(raw[e.media], k * step, num_frames, 1, e.where)) for k in range(n)]
                 pieces = [(s, f) for s, f in pieces if len(f) == num_frames]
             else:
                 pieces = [(0, decode_image(raw[e.media], e.where))]
@@ -72,7 +75,7 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
                         {"latent": z[0].contiguous()}
                 doc = {"caption": str(meta.get("caption", "")), "fps": e.fps, "source": e.key, "start_frame": start,
                        "frames": len(frames), "tokenizer": str(tokenizer), "tokenizer_kind": cfg.kind,
-                       "tokenizer_fingerprint": fingerprint(model)}
+                       "tokenizer_fingerprint": fingerprint(model), "meta": meta}
                 yield f"{e.key}_{k}", {LATENT_EXT: save(tensors), "json": json.dumps(doc).encode()}
             if progress is not None:
                 progress(e.key)
@@ -81,8 +84,9 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
 
 
 class LatentDataset(torch.utils.data.Dataset):
-    """Items ``{"latent": (C, T', H', W') | "tokens": (T', H', W'), "caption", "fps", "key"}`` of latent
-    shards (``tokens``: a discrete tokenizer's FSQ indices)."""
+    """Items ``{"latent": (C, T', H', W') | "tokens": (T', H', W'), "caption", "fps", "key", "meta",
+    "start_frame", "num_frames"}`` of latent shards (``tokens``: a discrete tokenizer's FSQ indices;
+    ``meta``: the source sample's metadata, ``start_frame`` / ``num_frames``: the clip's place in it)."""
 
     def __init__(self, entries: list[IndexEntry]):
         self.entries = entries
@@ -101,7 +105,8 @@ class LatentDataset(torch.utils.data.Dataset):
         except Exception as err:  # noqa: BLE001 - safetensors raises several types
             raise DataError(e.where, f"unreadable latent ({err})") from None
         return {**item, "caption": str(meta.get("caption", "")), "fps": float(meta.get("fps") or 0.0),
-                "key": e.key, "tokenizer": meta.get("tokenizer_fingerprint", "")}
+                "key": e.key, "tokenizer": meta.get("tokenizer_fingerprint", ""), "meta": meta.get("meta") or {},
+                "start_frame": int(meta.get("start_frame", 0)), "num_frames": int(meta.get("frames", 1))}
 
 
 def latent_loader(data_cfg: DataConfig, index, rank: int, world: int, epoch: int, position: int):

@@ -2,9 +2,11 @@
 
 ``posttrain-action``: Video2World conditioned on a robot's 7-d end-effector actions (the ``push``
 scenario's ``meta.actions``: dx dy dz droll dpitch dyaw gripper per frame); the actions between the
-clip's sampled frames (summed over ``frame_stride``, gripper the last command), scaled by
-``action_scale``, flattened and embedded by a zero-initialized MLP into the timestep embedding (``DiT``
-``action_dim``).
+clip's sampled frames (summed over ``frame_stride``, gripper the last command), their motion scaled by
+``action_scale`` (the gripper stays 0 / 1), flattened and embedded by a zero-initialized MLP into the
+timestep embedding (``DiT`` ``action_dim``). ``per_frame``: each latent frame's tokens get the actions
+leading into that frame; ``cumulative``: and the end effector's displacement since the clip's first
+frame (the running sum of the actions), so no frame has to integrate its predecessors' actions.
 
 ``posttrain-camera``: Video2World conditioned on the camera path. Each latent pixel's Plücker ray (6
 channels, relative to the first frame's camera; ``camera.py``) is concatenated to the DiT input, from the
@@ -151,11 +153,24 @@ def adopt_base(cfg: PosttrainRunConfig) -> None:
 
 
 class PosttrainTask(DiffusionTask):
-    """A diffusion task whose run starts from a base model and adopts its settings."""
+    """A diffusion task whose run starts from a base model and adopts its settings. It trains on video
+    shards (tokenized on the fly) or on precomputed latents, whose samples carry their source's metadata."""
 
     def __init__(self, cfg: PosttrainRunConfig):
         adopt_base(cfg)
         super().__init__(cfg)
+
+    def clip(self, batch: dict, x0: torch.Tensor) -> tuple[int, int, tuple[int, int]]:
+        """(frame stride, pixel frames, (height, width)) of the batch's clips: a video batch's, or the
+        clips precomputed latents were made from (consecutive frames filling the latent's bucket)."""
+        if "video" in batch:
+            v = batch["video"]
+            return self.cfg.data.frame_stride, v.shape[2], tuple(v.shape[3:])
+        s = self.codec(x0.device).model.cfg.spatial_compression
+        return 1, int(batch["num_frames"][0]), (x0.shape[3] * s, x0.shape[4] * s)
+
+    def temporal_compression(self) -> int:
+        return self.codec("cpu").model.cfg.temporal_compression
 
 
 @register_task
@@ -167,35 +182,54 @@ class CameraTask(PosttrainTask):
         return camera_model(self.cfg)
 
     def loss(self, model, batch: dict, env: DistEnv):
-        video = batch["video"]
         x0 = self.latents(batch)
-        tc = self.codec(video.device).model.cfg.temporal_compression
-        rays = torch.stack([clip_rays(m, int(s), self.cfg.data.frame_stride, video.shape[2], tuple(video.shape[3:]),
-                                      tuple(x0.shape[2:]), tc)
+        stride, n, size = self.clip(batch, x0)
+        rays = torch.stack([clip_rays(m, int(s), stride, n, size, tuple(x0.shape[2:]), self.temporal_compression())
                             for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
         return self.diffusion_loss(model, batch, x0, env, extra=rays)
 
 
 @dataclass
 class ActionRunConfig(PosttrainRunConfig):
-    action_scale: float = 100.0  # actions are metres / radians per frame (~0.01): scaled to ~1
+    action_scale: float = 100.0  # motion is metres / radians per frame (~0.01): scaled to ~1; gripper stays 0/1
     blind: bool = False  # the control model for evaluation: trained the same way, its actions zeroed
     per_frame: bool = False  # each latent frame's tokens get the actions leading into that frame
+    cumulative: bool = False  # per frame, also the displacement since the clip's first frame (7 more values)
+    cumulative_scale: float = 10.0  # that displacement (metres / radians, up to ~0.5) scaled to ~1
+
+    def validate(self) -> None:
+        super().validate()
+        if self.cumulative and not self.per_frame:
+            raise ConfigError("cumulative=true adds per-frame features: set per_frame=true as well")
 
     def action_dim(self, temporal_compression: int = 4) -> int:
-        return 7 * temporal_compression if self.per_frame else 7 * (self.data.num_frames - 1)
+        if self.per_frame:
+            return 7 * temporal_compression + 7 * int(self.cumulative)
+        return 7 * (self.data.num_frames - 1)
 
     def action_input(self, meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int
                      ) -> torch.Tensor:
         """The model's action input for one clip, scaled: (action_dim,) or, per frame, (T', action_dim)."""
         if self.per_frame:
-            a = latent_frame_actions(meta, start, stride, num_frames, temporal_compression)
+            a = scale_actions(latent_frame_actions(meta, start, stride, num_frames, temporal_compression),
+                              self.action_scale)
+            if self.cumulative:
+                a = torch.cat([a, scale_actions(displacements(meta, start, stride, num_frames, temporal_compression),
+                                                self.cumulative_scale)], -1)
         else:
-            a = clip_actions(meta, start, stride, num_frames)
-        return a * (0.0 if self.blind else self.action_scale)
+            a = scale_actions(clip_actions(meta, start, stride, num_frames), self.action_scale)
+        return a * (0.0 if self.blind else 1.0)
 
 
 register_preset(ActionRunConfig, "tiny")(lambda: _tiny(ActionRunConfig))
+
+
+def scale_actions(a: torch.Tensor, scale: float) -> torch.Tensor:
+    """Actions (..., k * 7) with their motion (the first 6 of every 7) times ``scale``; the gripper command
+    (every 7th) stays 0 / 1, so it does not drown the motion in the embedding MLP's input."""
+    s = torch.full((7,), float(scale), dtype=a.dtype)
+    s[6] = 1.0
+    return a * s.repeat(a.shape[-1] // 7)
 
 
 def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.Tensor:
@@ -211,16 +245,30 @@ def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.
     return torch.cat([steps[:, :, :6].sum(1), steps[:, -1:, 6]], -1).flatten()
 
 
+def _check_causal(num_frames: int, tc: int) -> None:
+    if (num_frames - 1) % tc:
+        raise ValueError(f"{num_frames} frames: a causal tokenizer with temporal compression {tc} takes 1 + k*{tc}")
+
+
 def latent_frame_actions(meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int
                          ) -> torch.Tensor:
     """(T', 7 * temporal_compression): the actions leading into each latent frame of a causal tokenizer's
     clip (latent frame i >= 1 covers pixel frames 4i-3 .. 4i, reached by transitions 4i-4 .. 4i-1); zeros
     for the first. The autoregressive model's action conditioning."""
     tc = temporal_compression
-    if (num_frames - 1) % tc:
-        raise ValueError(f"{num_frames} frames: a causal tokenizer with temporal compression {tc} takes 1 + k*{tc}")
+    _check_causal(num_frames, tc)
     a = clip_actions(meta, start, stride, num_frames).view(-1, tc * 7)
     return torch.cat([torch.zeros(1, tc * 7), a])
+
+
+def displacements(meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int) -> torch.Tensor:
+    """(T', 7): the end effector's commanded displacement (dx .. dyaw summed) from the clip's first frame to
+    the last pixel frame of each latent frame, and the gripper command then; zeros for the first."""
+    tc = temporal_compression
+    _check_causal(num_frames, tc)
+    a = clip_actions(meta, start, stride, num_frames).view(-1, 7)
+    total = torch.cat([a[:, :6].cumsum(0), a[:, 6:]], -1)[tc - 1::tc]
+    return torch.cat([torch.zeros(1, 7), total])
 
 
 @register_task
@@ -228,16 +276,13 @@ class ActionTask(PosttrainTask):
     name = "posttrain-action"
     config_cls = ActionRunConfig
 
-    def temporal_compression(self) -> int:
-        return self.codec("cpu").model.cfg.temporal_compression
-
     def build_model(self) -> torch.nn.Module:
         return from_base(self.cfg, self.cfg.base, action_dim=self.cfg.action_dim(self.temporal_compression()))
 
     def loss(self, model, batch: dict, env: DistEnv):
         x0 = self.latents(batch)
-        t, tc = batch["video"].shape[2], self.temporal_compression()
-        actions = torch.stack([self.cfg.action_input(m, int(s), self.cfg.data.frame_stride, t, tc)
+        stride, t, _ = self.clip(batch, x0)
+        actions = torch.stack([self.cfg.action_input(m, int(s), stride, t, self.temporal_compression())
                                for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
         return self.diffusion_loss(model, batch, x0, env, action=actions)
 
@@ -301,9 +346,9 @@ class MultiviewTask(PosttrainTask):
         return from_base(self.cfg, self.cfg.base, extra_channels=NUM_VIEWS, **extra)
 
     def loss(self, model, batch: dict, env: DistEnv):
-        video = batch["video"]
         x0 = self.latents(batch)
-        views = torch.stack([view_maps(m, tuple(video.shape[3:]), tuple(x0.shape[2:]))
+        _, _, size = self.clip(batch, x0)
+        views = torch.stack([view_maps(m, size, tuple(x0.shape[2:]))
                              for m in batch["meta"]]).to(x0.device)
         kw = {"extra": views}
         if self.cfg.trajectory:

@@ -24,6 +24,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     max_grad_norm: float = 1.0  # 0 disables clipping (the norm is still measured)
     grad_accum: int = 1  # micro-batches per optimizer step
+    lr_mult: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> learning-rate factor
 
 
 @dataclass

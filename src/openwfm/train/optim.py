@@ -24,16 +24,23 @@ def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; weight decay only on tensors with ndim >= 2 (weights of linear
-    and conv layers), never on biases, norm gains or 1-d embeddings."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+    and conv layers), never on biases, norm gains or 1-d embeddings. Parameters whose name starts with a
+    prefix of ``cfg.lr_mult`` train at that multiple of the learning rate (e.g. layers a post-training run
+    adds, from zero, to a trained model); the longest matching prefix wins."""
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+            match = max((k for k in cfg.lr_mult if name.startswith(k)), key=len, default=None)
+            mult = float(cfg.lr_mult[match]) if match is not None else 1.0
+            groups.setdefault((p.ndim >= 2, mult), []).append(p)
+    unused = [k for k in cfg.lr_mult if not any(n.startswith(k) for n, _ in model.named_parameters())]
+    if unused:
+        raise ValueError(f"train.optim.lr_mult names {unused}, which match no parameter of the model")
+    keys = sorted(groups, key=lambda k: (k[1] != 1.0, k[1], not k[0]))  # the plain groups first, as before
+    return torch.optim.AdamW([{"params": groups[k], "weight_decay": cfg.weight_decay if k[0] else 0.0,
+                               "lr_mult": k[1]} for k in keys], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)
