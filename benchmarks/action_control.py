@@ -66,6 +66,7 @@ def denoising_errors(pipe: WorldPipeline, blind: WorldPipeline, x0: torch.Tensor
     """Moving-region latent MSE per sigma of the action model under the true / another rollout's / zero
     actions and of the blind model (zero actions), for clean latents x0 (N, C, T, H, W) from frame 1."""
     n = x0.shape[0]
+    text = {id(p): p.encode_prompt("", "")[1].expand(n, -1, -1) for p in (pipe, blind)}  # as in predict: prompt ""
     change = (x0[:, :, 1:] - x0[:, :, :1]).abs().mean(1)
     moving = change > change.flatten(1).quantile(1 - top, dim=1).view(-1, 1, 1, 1)
     variants = {"true actions": (pipe, actions), "another rollout's actions": (pipe, actions.roll(1, 0)),
@@ -74,8 +75,7 @@ def denoising_errors(pipe: WorldPipeline, blind: WorldPipeline, x0: torch.Tensor
     for s in sigmas:
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(s * 1000)))
         for name, (p, a) in variants.items():
-            d = p.model.denoise(x0 + noise * s, torch.full((n,), s), torch.zeros(n, 1, p.cfg.model.crossattn_emb_channels),
-                                cond=x0, num_cond=1, aug_noise=torch.zeros_like(x0), fps=12.0, action=a)
+            d = p.model.denoise(x0 + noise * s, torch.full((n,), s), text[id(p)], cond=x0, num_cond=1, aug_noise=torch.zeros_like(x0), fps=12.0, action=a)
             out[name].append(float(((d - x0)[:, :, 1:] ** 2).mean(1)[moving].mean()))
     return out
 

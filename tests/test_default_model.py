@@ -27,8 +27,8 @@ def recipe(tmp_path_factory):
 
 def test_recipe_runs_every_step_and_resumes(recipe):
     out, report = recipe
-    assert list(report["steps"]) == ["simulate", "pack", "tokenizer", "export-tokenizer", "latents", "v2w", "action",
-                                     "export"]
+    assert list(report["steps"]) == ["simulate", "pack", "tokenizer", "export-tokenizer", "latents", "push-latents",
+                                     "v2w", "action", "export"]
     for path in report["exports"].values():
         assert (Path(path) / "index.json").is_file() and Path(path).is_relative_to(out)
     card = pretrained.read_card(report["exports"]["default-v2w"])
@@ -43,6 +43,10 @@ def test_recipe_runs_every_step_and_resumes(recipe):
     assert more["steps"]["action"]["inputs"]["action_steps"] == 4
     assert (out / ".done" / "tokenizer").stat().st_mtime_ns == stamp
     assert json.loads((out / "action/checkpoints/step-00000004/trainer.json").read_text())["step"] == 4
+    # any other change trains that step from the start; its old run is kept aside, not lost
+    fresh = run_recipe(out, replace(TINY, action_steps=4, action=TINY.action + ["data.seed=1"]), quiet=True)
+    assert "action" in fresh["steps"] and (out / "action.previous-1/checkpoints/step-00000004").is_dir()
+    assert sorted(p.name for p in (out / "action/checkpoints").iterdir()) == ["step-00000004"]
 
 
 def test_exported_model_generates_from_its_directory(recipe, tmp_path):

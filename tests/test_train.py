@@ -63,6 +63,16 @@ def test_lr_mult_scales_the_named_parameters_only():
         build_optimizer(net, OptimConfig(lr_mult={"head": 2.0}))
 
 
+def test_lr_mult_resumes_and_a_changed_one_is_refused(tmp_path):
+    boosted = ["train.steps=2", "train.checkpoint.every=2", "train.optim.lr_mult={patch_in: 10}"]
+    fit(tmp_path / "run", tiny(*boosted))
+    fit(tmp_path / "run", tiny(*boosted[1:], "train.steps=3"), resume=True)  # the same factors: resumes
+    assert len(losses(tmp_path / "run")) == 3
+    for changed in (["train.optim.lr_mult={patch_in: 2}"], []):
+        with pytest.raises(TrainingError, match="lr_mult changed"):
+            fit(tmp_path / "run", tiny("train.steps=4", *changed), resume=True)
+
+
 def test_power_ema_is_the_exact_power_profile():
     """After t updates, EDM2's power EMA weighs snapshot tau by (tau^(g+1) - (tau-1)^(g+1)) / t^(g+1)."""
     for sigma_rel in (0.05, 0.10):

@@ -4,8 +4,9 @@ the action-conditioned variant, export the three as shippable models (docs/defau
 
 Every step writes into RUN and stamps ``RUN/.done/STEP`` with the recipe fields it (and the steps before it)
 depend on: a re-run skips stamped steps whose fields are unchanged, so an interrupted recipe resumes where
-it stopped, and a changed field reruns its step and those after it (training steps continue from their
-newest checkpoint). ``install=True`` then writes the exports into the package (``openwfm/assets``), which is
+it stopped, and a changed field reruns its step and those after it (a training step continues from its
+newest checkpoint when only its step count grew; after any other change it starts over, its old run moved
+aside to ``<run>.previous-N``). ``install=True`` then writes the exports into the package (``openwfm/assets``), which is
 how the shipped default was made. Seeds are the simulator's training seeds (0 ..); held-out evaluation uses
 900000 and up.
 """
@@ -36,7 +37,7 @@ class RecipeConfig:
     workers: int = 2  # simulator processes
     tokenizer_steps: int = 3000
     v2w_steps: int = 10000
-    action_steps: int = 2000
+    action_steps: int = 4000
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), one 64-wide level, L1
     tokenizer: list[str] = field(default_factory=lambda: [
         "model.spatial_compression=4", "model.channels=64", "model.channels_mult=[1]", "model.attn_resolutions=[]",
@@ -45,9 +46,11 @@ class RecipeConfig:
     v2w: list[str] = field(default_factory=lambda: [
         "v2w.input_frame_choices=[1,9]", "model.patch_spatial=2", "model.model_channels=192", "model.num_heads=6",
         "model.num_blocks=4", "data.batch_size=4"])
-    # the action-conditioned variant, post-trained from the Video2World model on push rollouts
+    # the action-conditioned variant, post-trained from the Video2World model on push rollouts' latents: each
+    # latent frame gets its actions and its displacement since the first frame; the new MLP learns 10x faster
     action: list[str] = field(default_factory=lambda: [
-        "per_frame=true", "v2w.input_frame_choices=[1,9]", "data.batch_size=4"])
+        "per_frame=true", "cumulative=true", "train.optim.lr_mult={net.action_embed: 10}",
+        "v2w.input_frame_choices=[1,9]", "data.batch_size=4"])
 
 
 def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, quiet: bool) -> Path:
@@ -65,17 +68,28 @@ def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, q
     return run_dir
 
 
-def _step(out: Path, name: str, fn: Callable[[], object], inputs: dict, report: dict) -> None:
+def _step(out: Path, name: str, fn: Callable[[], object], inputs: dict, report: dict,
+          run_dir: Path | None = None, steps_field: str = "") -> None:
     """Run one recipe step unless its stamp says it was done with the same ``inputs`` (the recipe fields it
-    and the steps before it depend on); time it. Training steps rerun resume from their newest checkpoint."""
+    and the steps before it depend on); time it. A training step (``run_dir``) rerun resumes from its newest
+    checkpoint when only its ``steps_field`` changed (more steps); after any other change its old run is
+    moved aside to ``<run_dir>.previous-N`` and it trains from the start."""
     stamp = out / ".done" / name
     if stamp.is_file():
         done = json.loads(stamp.read_text())
-        if done.get("inputs") == inputs:
+        before = done.get("inputs", {})
+        if before == inputs:
             report["steps"][name] = done
             log.info("recipe: %s done before, skipped", name)
             return
-        log.info("recipe: %s was done with other settings: running it again", name)
+        changed = {k for k in set(before) | set(inputs) if before.get(k) != inputs.get(k)}
+        log.info("recipe: %s was done with other settings (%s): running it again", name, ", ".join(sorted(changed)))
+        if run_dir is not None and run_dir.exists() and changed != {steps_field}:
+            taken = [p.name.rsplit("-", 1)[-1] for p in run_dir.parent.glob(f"{run_dir.name}.previous-*")]
+            n = 1 + max((int(k) for k in taken if k.isdigit()), default=0)
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.previous-{n}"))
+            stamp.unlink()  # an interrupted rerun then resumes the new run instead of moving it aside too
+            log.info("recipe: moved the old %s run aside to %s.previous-%d", name, run_dir.name, n)
     t0 = time.perf_counter()
     log.info("recipe: %s ...", name)
     fn()
@@ -133,6 +147,11 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
         precompute(out / "shards" / "all", str(tok_export), out / "latents", cfg.resolution, cfg.num_frames,
                    clips=max(1, (sim_cfg.num_frames - 1) // (cfg.num_frames - 1)), overwrite=True)
 
+    def push_latents() -> None:  # overlapping clips (every 4th frame) of the push rollouts, with their actions
+        if cfg.push:
+            precompute(out / "shards" / "push", str(tok_export), out / "latents-push", cfg.resolution, cfg.num_frames,
+                       clips=(sim_cfg.num_frames - cfg.num_frames) // 4 + 1, clip_step=4, overwrite=True)
+
     def v2w() -> None:
         _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
                + cfg.v2w + [f"train.steps={cfg.v2w_steps}"], out / "v2w", quiet)
@@ -140,7 +159,7 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     def action() -> None:
         if cfg.push:
             _train("posttrain-action", "tiny", [f"base={out / 'v2w'}", f"tokenizer={tok_export}",
-                                                f"data.shards={out / 'shards' / 'push'}"] + data + cfg.action
+                                                f"data.shards={out / 'latents-push'}"] + data + cfg.action
                    + [f"train.steps={cfg.action_steps}"], out / "action", quiet)
 
     def cards() -> dict[str, dict]:
@@ -156,12 +175,14 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     fields = asdict(cfg)
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
              ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps"]),
-             ("export-tokenizer", export_tokenizer, []), ("latents", latents, []), ("v2w", v2w, ["v2w", "v2w_steps"]),
-             ("action", action, ["action", "action_steps"]), ("export", export_world, [])]
+             ("export-tokenizer", export_tokenizer, []), ("latents", latents, []), ("push-latents", push_latents, []),
+             ("v2w", v2w, ["v2w", "v2w_steps"]), ("action", action, ["action", "action_steps"]),
+             ("export", export_world, [])]
+    runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action"}
     inputs: dict = {}
     for name, fn, needs in steps:
         inputs = inputs | {k: fields[k] for k in needs}
-        _step(out, name, fn, dict(inputs), report)
+        _step(out, name, fn, dict(inputs), report, runs.get(name), f"{name}_steps")
     report["exports"] = {"tokenizer": str(tok_export)} | {n: str(out / "export" / "world" / n) for n in worlds}
     if install:  # the shipped names: the world models name the shipped tokenizer
         _install(tok_export, tok.ASSETS / TOKENIZER_NAME)

@@ -175,7 +175,7 @@ class ARTask(Task):
         """(B, T', action_dim) actions into each latent frame, for an action-conditioned model."""
         if not self.cfg.model.action_dim:
             return None
-        if "meta" not in batch:
+        if "video" not in batch:
             raise ConfigError("an action-conditioned model trains on video shards of robot rollouts (their "
                               "actions are in the sample metadata), not on precomputed tokens")
         from openwfm.posttrain.train import latent_frame_actions, scale_actions

@@ -167,7 +167,12 @@ class PosttrainTask(DiffusionTask):
             v = batch["video"]
             return self.cfg.data.frame_stride, v.shape[2], tuple(v.shape[3:])
         s = self.codec(x0.device).model.cfg.spatial_compression
-        return 1, int(batch["num_frames"][0]), (x0.shape[3] * s, x0.shape[4] * s)
+        n = int(batch["num_frames"][0])
+        if self.cfg.data.frame_stride != 1 or n != self.cfg.data.num_frames:
+            raise ConfigError(f"{self.cfg.data.shards}: the latents are clips of {n} consecutive frames, but the run "
+                              f"asks for data.num_frames={self.cfg.data.num_frames} at data.frame_stride="
+                              f"{self.cfg.data.frame_stride}; precompute them to match (wfm data latents --num-frames)")
+        return 1, n, (x0.shape[3] * s, x0.shape[4] * s)
 
     def temporal_compression(self) -> int:
         return self.codec("cpu").model.cfg.temporal_compression

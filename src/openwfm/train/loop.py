@@ -93,7 +93,13 @@ class Trainer:
             if latest is None:
                 log.warning("--resume: no complete checkpoint in %s; starting from step 0", self.ckpt_root)
             else:
+                mults = [g.get("lr_mult", 1.0) for g in self.optimizer.param_groups]
                 state = ckpt.load_checkpoint(latest, model=model, optimizer=self.optimizer, ema=self.ema, env=env)
+                saved = [g.get("lr_mult", 1.0) for g in self.optimizer.param_groups]
+                if saved != mults or any("betas" not in g for g in self.optimizer.param_groups):
+                    raise TrainingError(f"{latest}: the checkpoint's optimizer groups (learning-rate factors "
+                                        f"{saved}) are not this run's ({mults}): train.optim.lr_mult changed "
+                                        "since it was saved; keep it, or start a new run")
                 for k in ("step", "epoch", "position", "stage", "skipped", "tokens_seen"):
                     setattr(self, k, state[k])
                 log.info("resumed from %s (step %d)", latest, self.step)
