@@ -37,7 +37,7 @@ class RecipeConfig:
     workers: int = 2  # simulator processes
     tokenizer_steps: int = 3000
     v2w_steps: int = 10000
-    action_steps: int = 4000
+    action_steps: int = 6000
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), one 64-wide level, L1
     tokenizer: list[str] = field(default_factory=lambda: [
         "model.spatial_compression=4", "model.channels=64", "model.channels_mult=[1]", "model.attn_resolutions=[]",
