@@ -39,10 +39,15 @@ from openwfm.video import read_video
 from openwfm.video.transforms import to_tensor
 
 
-def predict(pipe: WorldPipeline, first: np.ndarray, meta: dict, g: GenerateConfig) -> np.ndarray:
+def action_input(pipe: WorldPipeline, meta: dict) -> torch.Tensor:
+    """The model's scaled action input for one clip of ``meta``'s actions, as given (the blind model is
+    given zeros by the callers, not by its config)."""
     n, tc = pipe.cfg.data.num_frames, pipe.codec.model.cfg.temporal_compression
-    cfg = dataclasses.replace(pipe.cfg, blind=False)  # scaled actions as given (the blind model is given zeros)
-    return pipe.video2world(first, "", g, net_kw={"action": cfg.action_input(meta, 0, 1, n, tc)[None]})
+    return dataclasses.replace(pipe.cfg, blind=False).action_input(meta, 0, 1, n, tc)
+
+
+def predict(pipe: WorldPipeline, first: np.ndarray, meta: dict, g: GenerateConfig) -> np.ndarray:
+    return pipe.video2world(first, "", g, net_kw={"action": action_input(pipe, meta)[None]})
 
 
 def moving_mask(truth: np.ndarray, threshold: int = 12, dilate: int = 2) -> np.ndarray:
@@ -66,16 +71,18 @@ def denoising_errors(pipe: WorldPipeline, blind: WorldPipeline, x0: torch.Tensor
     """Moving-region latent MSE per sigma of the action model under the true / another rollout's / zero
     actions and of the blind model (zero actions), for clean latents x0 (N, C, T, H, W) from frame 1."""
     n = x0.shape[0]
-    text = {id(p): p.encode_prompt("", "")[1].expand(n, -1, -1) for p in (pipe, blind)}  # as in predict: prompt ""
     change = (x0[:, :, 1:] - x0[:, :, :1]).abs().mean(1)
     moving = change > change.flatten(1).quantile(1 - top, dim=1).view(-1, 1, 1, 1)
-    variants = {"true actions": (pipe, actions), "another rollout's actions": (pipe, actions.roll(1, 0)),
-                "zero actions": (pipe, torch.zeros_like(actions)), "blind model": (blind, torch.zeros_like(actions))}
+    zero = torch.zeros_like(actions)
+    empty = [p.encode_prompt("", "")[1].expand(n, -1, -1) for p in (pipe, blind)]  # the prompt predict gives
+    variants = {"true actions": (pipe, empty[0], actions), "another rollout's actions": (pipe, empty[0],
+                actions.roll(1, 0)), "zero actions": (pipe, empty[0], zero), "blind model": (blind, empty[1], zero)}
     out: dict[str, list[float]] = {k: [] for k in variants}
     for s in sigmas:
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(s * 1000)))
-        for name, (p, a) in variants.items():
-            d = p.model.denoise(x0 + noise * s, torch.full((n,), s), text[id(p)], cond=x0, num_cond=1, aug_noise=torch.zeros_like(x0), fps=12.0, action=a)
+        for name, (p, text, a) in variants.items():
+            d = p.model.denoise(x0 + noise * s, torch.full((n,), s), text, cond=x0, num_cond=1,
+                                aug_noise=torch.zeros_like(x0), fps=12.0, action=a)
             out[name].append(float(((d - x0)[:, :, 1:] ** 2).mean(1)[moving].mean()))
     return out
 
@@ -97,14 +104,13 @@ def main() -> None:
                                                     "moving region, mean: action model",
                                                     "moving region, mean: blind model")}
     metas = [json.loads(p.read_text()) for p in sorted(Path(args.sim).glob("*.json"))]
-    tc = pipe.codec.model.cfg.temporal_compression
     latents, inputs = [], []
     for k, meta in enumerate(metas):
         frames = np.stack([cv2.resize(f, (res, res), interpolation=cv2.INTER_AREA)
                            for f in read_video(Path(args.sim) / f"{meta['name']}.mp4").frames[:n]])
         acts = np.array(meta["actions"])[:n - 1]
         latents.append(pipe.codec.encode(to_tensor(frames)[None])[0])
-        inputs.append(dataclasses.replace(pipe.cfg, blind=False).action_input(meta, 0, 1, n, tc))
+        inputs.append(action_input(pipe, meta))
         g = GenerateConfig(steps=args.steps, guidance=0.0, num_input_frames=1, fps=12.0, seed=k)
         g2 = GenerateConfig(**{**g.__dict__, "seed": k + 1000})
         g1 = GenerateConfig(**{**g.__dict__, "steps": 1})

@@ -6,8 +6,8 @@ Every step writes into RUN and stamps ``RUN/.done/STEP`` with the recipe fields 
 depend on: a re-run skips stamped steps whose fields are unchanged, so an interrupted recipe resumes where
 it stopped, and a changed field reruns its step and those after it (a training step continues from its
 newest checkpoint when only its step count grew; after any other change it starts over, its old run moved
-aside to ``<run>.previous-N``). ``install=True`` then writes the exports into the package (``openwfm/assets``), which is
-how the shipped default was made. Seeds are the simulator's training seeds (0 ..); held-out evaluation uses
+aside to ``<run>.previous-N``). ``install=True`` then writes the exports into the package
+(``openwfm/assets``), which is how the shipped default was made. Seeds are the simulator's training seeds (0 ..); held-out evaluation uses
 900000 and up.
 """
 

@@ -5,8 +5,9 @@ every ``clip_step`` frames: consecutive by default, overlapping when smaller; im
 them into their aspect-ratio bucket at ``resolution`` and stores the tokenizer's raw latent as
 ``<key>.latent.safetensors`` (tensor ``latent``, (C, T', H', W'); a discrete tokenizer's FSQ indices as
 tensor ``indices``, (T', H', W') int32) next to ``<key>.json`` (caption, fps, source, start frame,
-tokenizer, and the source sample's metadata as ``meta``: post-training reads its actions and cameras). Normalization happens at training time, with the
-statistics of the tokenizer named in the run, which must be the one that made the latents.
+tokenizer, and the source sample's metadata as ``meta``: post-training reads its actions and cameras).
+Normalization happens at training time, with the statistics of the tokenizer named in the run, which must
+be the one that made the latents.
 
     wfm data latents SHARDS --tokenizer cv4x8x8-s --out LATENTS --resolution 64 --num-frames 17 --clips 2
     wfm train diffusion --preset tiny data.shards=LATENTS tokenizer=cv4x8x8-s
