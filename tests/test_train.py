@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,67 @@ def test_keep_last_and_corruption_falls_back(tmp_path, caplog):
     (root / "step-00000008" / "optimizer.safetensors").write_bytes(b"trunc")
     assert ckpt.latest_checkpoint(root) is None
     assert "truncated" in " ".join(ckpt.verify(root / "step-00000008"))
+
+
+def _corrupt(path: Path) -> None:
+    f = path / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # a disk that filled up mid-write
+
+
+def test_resume_over_only_corrupt_checkpoints_stops_and_deletes_nothing(tmp_path):
+    fit(tmp_path, tiny("train.steps=12", "train.checkpoint.keep_last=3"))
+    root = tmp_path / "checkpoints"
+    found = ckpt.list_checkpoints(root)
+    for p in found:
+        _corrupt(p)
+    metrics = (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(ckpt.CheckpointError, match=r"none of the 3 checkpoints.*verifies.*--restart"):
+        fit(tmp_path, tiny("train.steps=16"), resume=True)
+    assert ckpt.list_checkpoints(root) == found and (tmp_path / "metrics.jsonl").read_bytes() == metrics
+    with pytest.raises(TrainingError, match="exclude each other"):
+        Trainer(ToyTask(tiny()), tmp_path, resume=True, restart=True)
+    out = Trainer(ToyTask(tiny("train.steps=4")), tmp_path, restart=True, progress=False).fit()  # explicit
+    assert out["step"] == 4 and Path(out["checkpoint"]).is_dir()
+    assert sorted(p.name for p in (root / "quarantine").iterdir()) == [p.name for p in found]
+    raw = read_metrics(tmp_path / "metrics.jsonl", raw=True)
+    assert len(raw) == 12 + 4  # appended to, never truncated
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_corrupt_newer_checkpoints_are_quarantined_not_counted(tmp_path):
+    """keep_last counts only checkpoints that verify: three corrupt newer ones never push out the good one."""
+    fit(tmp_path, tiny("train.steps=4", "train.checkpoint.every=2", "train.checkpoint.keep_last=3"))
+    root = tmp_path / "checkpoints"
+    good = ckpt.list_checkpoints(root)[-1]
+    for step in (10, 11, 12):  # copies of it, broken: a filled disk after every save
+        bad = ckpt.step_dir(root, step)
+        shutil.copytree(good, bad)
+        _corrupt(bad)
+    out = fit(tmp_path, tiny("train.steps=8", "train.checkpoint.every=2", "train.checkpoint.keep_last=3"),
+              resume=True)
+    assert out["step"] == 8 and Path(out["checkpoint"]).is_dir()
+    assert [p.name for p in ckpt.list_checkpoints(root)] == ["step-00000004", "step-00000006", "step-00000008"]
+    assert sorted(p.name for p in (root / "quarantine").iterdir()) == [f"step-000000{n}" for n in (10, 11, 12)]
+    assert "model.safetensors" in (root / "quarantine" / "step-00000012" / "problems.txt").read_text()
+
+
+def test_a_save_that_fails_partway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    fit(tmp_path, tiny("train.steps=4"))
+    real = ckpt.save_file
+
+    def full_disk(tensors, path, *a, **k):
+        if "optimizer" in str(path):
+            Path(path).write_bytes(b"\0" * 100)
+            raise OSError(28, "No space left on device")
+        return real(tensors, path, *a, **k)
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        fit(tmp_path, tiny("train.steps=8"), resume=True)
+    monkeypatch.setattr(ckpt, "save_file", real)
+    root = tmp_path / "checkpoints"
+    assert ckpt.latest_checkpoint(root) == root / "step-00000004"
+    assert fit(tmp_path, tiny("train.steps=8"), resume=True)["step"] == 8
 
 
 KILL_SCRIPT = textwrap.dedent("""

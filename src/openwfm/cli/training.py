@@ -29,7 +29,8 @@ def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-l
           preset: Optional[str] = typer.Option(None, "--preset", help="Named preset of the task's config."),
           config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
           resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --out."),
-          seed: Optional[int] = typer.Option(None, "--seed", help="Shortcut for train.seed=N.")) -> None:
+          seed: Optional[int] = typer.Option(None, "--seed", help="Shortcut for train.seed=N."),
+          restart: bool = typer.Option(False, "--restart", help="Start over from step 0, moving the run's checkpoints to checkpoints/quarantine/ (nothing is deleted).")) -> None:
     """Train a model. On several processes or GPUs, launch the same command with torchrun:
     torchrun --nproc-per-node N -m openwfm.cli train TASK ... train.dist.strategy=fsdp"""
     from openwfm.train.loop import Trainer, TrainingInterrupted
@@ -38,7 +39,7 @@ def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-l
     task_cls = get_task(task)
     extra = [f"train.seed={seed}"] if seed is not None else []
     cfg = make_config(task_cls.config_cls, preset=preset, yaml_files=config or [], overrides=(overrides or []) + extra)
-    trainer = Trainer(task_cls(cfg), out_dir, resume=resume, progress=not _state["quiet"])
+    trainer = Trainer(task_cls(cfg), out_dir, resume=resume, progress=not _state["quiet"], restart=restart)
     if not trainer.env.is_main:
         logging.getLogger().setLevel(logging.ERROR)
     try:
@@ -63,7 +64,7 @@ def _posttrain(task: str, base: Optional[Path], data: Optional[Path], out_dir: P
     if base is not None and not base.exists():
         raise typer.BadParameter(f"{base}: no such run or checkpoint", param_hint="--base")
     extra = ([f"base={base}"] if base is not None else []) + ([f"data.shards={data}"] if data is not None else [])
-    train(task, (overrides or []) + extra, out_dir, preset, None, resume, None)
+    train(task, (overrides or []) + extra, out_dir, preset, None, resume, None, False)
 
 
 _BASE = typer.Option(None, "--base", help="The diffusion run or checkpoint to start from.")
@@ -203,14 +204,15 @@ app.add_typer(recipe_app, name="recipe")
 def recipe_default(out_dir: Path = typer.Option(..., "--out", "-o", help="Recipe directory (sim/, shards/, runs, export/)."),
                    install: bool = typer.Option(False, "--install", help="Copy the exports into the package (openwfm/assets): they become the default model."),
                    sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value recipe overrides, e.g. push=60 v2w_steps=500 (fields: openwfm/recipe.py)."),
-                   config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML recipe file(s).")) -> None:
+                   config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML recipe file(s)."),
+                   until: Optional[str] = typer.Option(None, "--until", help="Stop after this step (simulate, pack, tokenizer, export-tokenizer, latents, push-latents, v2w, action, export).")) -> None:
     """Train the embedded default model: simulate training worlds, pack, train the tokenizer, precompute
     latents, train Video2World, post-train the action variant, export. Resumes where it stopped. About
     2 h on 2 CPU cores with the defaults (docs/default-model.md)."""
     from openwfm.recipe import RecipeConfig, run_recipe
 
     cfg = make_config(RecipeConfig, yaml_files=config or [], overrides=sets or [])
-    report = run_recipe(out_dir, cfg, install=install, quiet=_state["quiet"])
+    report = run_recipe(out_dir, cfg, install=install, quiet=_state["quiet"], until=until)
     table = Table("step", "seconds", title=f"wfm recipe default -> {out_dir}")
     for name, info in report["steps"].items():
         table.add_row(name, f"{info['seconds']:.0f}")

@@ -136,6 +136,10 @@ class Tokenizer(nn.Module):
         self.decoder = Decoder(cfg)
         self.quant_conv = pointwise(cfg.z_channels, cfg.latent_channels)
         self.post_quant_conv = pointwise(cfg.latent_channels, cfg.z_channels)
+        if cfg.shortcut:  # linear Haar <-> latent path beside the convolutional one (init_shortcut)
+            coeffs = cfg.in_channels * cfg.patch_size ** 3
+            self.encode_shortcut = pointwise(coeffs, cfg.latent_channels)
+            self.decode_shortcut = pointwise(cfg.latent_channels, cfg.out_channels * cfg.patch_size ** 3)
 
     # ------------------------------------------------------------------ trainer hooks
     @property
@@ -166,7 +170,37 @@ class Tokenizer(nn.Module):
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck input: the continuous latent, or the FSQ input of a discrete tokenizer."""
         self.check_video(x)
-        return self._per_frame(x, lambda v: self.quant_conv(self.encoder(v)))
+        return self._per_frame(x, self._encode)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.quant_conv(self.encoder(x))
+        if self.cfg.shortcut:
+            z = z + self.encode_shortcut(haar_patch(x, self.cfg.patch_size))
+        return z
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.decoder(self.post_quant_conv(z))
+        if self.cfg.shortcut:
+            x = x + haar_unpatch(self.decode_shortcut(z), self.cfg.patch_size)
+        return x
+
+    @torch.no_grad()
+    def init_shortcut(self, videos: torch.Tensor) -> None:
+        """Start as the best linear code (DC-AE's residual autoencoding with a PCA basis): the shortcut
+        encodes the Haar coefficients of ``videos`` (B, C, T, H, W) onto their top ``latent_channels``
+        principal directions and decodes them back, and the convolutional paths start at zero (their last
+        layers zeroed), so the untrained tokenizer is exactly that PCA and training only adds to it."""
+        if not self.cfg.shortcut:
+            raise TokenizerError("init_shortcut needs a tokenizer built with shortcut=true")
+        self.check_video(videos)
+        mean, basis = pca_basis(haar_patch(videos.float(), self.cfg.patch_size), self.cfg.latent_channels)
+        self.encode_shortcut.weight.copy_(basis[:, :, None, None, None])
+        self.encode_shortcut.bias.copy_(-basis @ mean)
+        self.decode_shortcut.weight.copy_(basis.T[:, :, None, None, None])
+        self.decode_shortcut.bias.copy_(mean)
+        for layer in (self.quant_conv, self.decoder.conv_out.temporal):
+            layer.weight.zero_()
+            layer.bias.zero_()
 
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """FSQ (in fp32) of a latent (B, D, T', H', W') -> (codes like z, indices (B, T', H', W') int64)."""
@@ -187,7 +221,7 @@ class Tokenizer(nn.Module):
         if z.ndim != 5 or z.shape[1] != self.cfg.latent_channels:
             raise TokenizerError(f"latent must be (B, {self.cfg.latent_channels}, T', H', W'), "
                                  f"got shape {tuple(z.shape)}")
-        return self._per_frame(z, lambda v: self.decoder(self.post_quant_conv(v)))
+        return self._per_frame(z, self._decode)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Reconstruction and extras: ``latent`` (bottleneck input), and for FSQ ``codes`` and ``indices``."""
@@ -197,7 +231,7 @@ class Tokenizer(nn.Module):
             codes, indices = self.quantize(z)
             extras.update(codes=codes, indices=indices)
             z = codes
-        return self._per_frame(z, lambda v: self.decoder(self.post_quant_conv(v))), extras
+        return self._per_frame(z, self._decode), extras
 
     # ------------------------------------------------------------------ checks and helpers
     def check_video(self, x: torch.Tensor) -> None:
@@ -234,6 +268,16 @@ class Tokenizer(nn.Module):
         b, t = x.shape[0], x.shape[2]
         y = fn(x.transpose(1, 2).flatten(0, 1).unsqueeze(2))  # (B·T, C, 1, H, W)
         return y.squeeze(2).unflatten(0, (b, t)).transpose(1, 2)
+
+
+def pca_basis(coeffs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and top-``k`` principal directions (k, D) of the channel vectors of (B, D, T, H, W)."""
+    if k > coeffs.shape[1]:
+        raise TokenizerError(f"cannot keep {k} principal directions of {coeffs.shape[1]} channels")
+    rows = coeffs.movedim(1, -1).reshape(-1, coeffs.shape[1]).double()
+    mean = rows.mean(0)
+    _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+    return mean.float(), vh[:k].float()
 
 
 def num_params(model: nn.Module) -> int:

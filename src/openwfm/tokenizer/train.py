@@ -28,6 +28,7 @@ from openwfm.train.task import Task, register_task
 class TokenizerRunConfig:
     model: TokenizerConfig = field(default_factory=lambda: get_preset(TokenizerConfig, "tiny-CV4x8x8"))
     loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
+    shortcut_init_clips: int = 64  # training clips whose PCA initializes a model.shortcut=true tokenizer
     stage2_start: int = -1  # optimizer step where stage 2 (Gram, flow) begins; -1: stage 1 only
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=2))
     stages: list[StageConfig] = field(default_factory=list)
@@ -89,6 +90,24 @@ class TokenizerTask(Task):
 
     def build_model(self) -> torch.nn.Module:
         return Tokenizer(self.cfg.model)
+
+    def init_weights(self, model: torch.nn.Module) -> None:
+        """A ``shortcut`` tokenizer starts as the PCA of ``shortcut_init_clips`` training clips (evenly spaced
+        over the data, first stage's size)."""
+        if not self.cfg.model.shortcut:
+            return
+        from openwfm.data import load_index
+        from openwfm.data.dataset import ClipDataset
+
+        if not self.cfg.data.shards:
+            raise ConfigError("model.shortcut=true initializes from the training data; data.shards is empty")
+        data = dataclasses.replace(self.cfg.data, images=False)
+        ds = ClipDataset(load_index(data.shards), data)
+        if len(ds) == 0:
+            raise ConfigError(f"data.shards={data.shards}: no video clips to initialize the shortcut from")
+        n = min(len(ds), self.cfg.shortcut_init_clips)
+        idx = [round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(n)]
+        model.init_shortcut(torch.stack([ds[i]["video"] for i in idx]))
 
     def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         return list(model.fsdp_units)

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +31,8 @@ from safetensors.torch import load_file, save_file
 
 from openwfm.errors import OpenWFMError
 from openwfm.train.distributed import DistEnv, barrier, gather_objects
+from openwfm.train import safe_dcp
+from openwfm.train.safe_dcp import METADATA, UnsafeFileError, read_metadata, read_part
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,14 @@ def verify(directory: str | os.PathLike, checksum: bool = True) -> list[str]:
     except (ValueError, KeyError) as e:
         return [f"{index}: unreadable index ({e})"]
     problems = []
+    for p in _files(directory):
+        rel = str(p.relative_to(directory))
+        if p.is_symlink():
+            problems.append(f"{p}: a symbolic link (checkpoints hold plain files only)")
+        elif not allowed_file(rel):
+            problems.append(f"{p}: not an allowed kind of file (safetensors, JSON, DCP shards and metadata)")
+        elif rel not in files:
+            problems.append(f"{p}: not in {INDEX}")
     for rel, want in files.items():
         p = directory / rel
         if not p.is_file():
@@ -140,7 +149,21 @@ def verify(directory: str | os.PathLike, checksum: bool = True) -> list[str]:
             problems.append(f"{p}: {p.stat().st_size} bytes, index says {want['size']} (truncated?)")
         elif checksum and want.get("sha256") and _sha256(p) != want["sha256"]:
             problems.append(f"{p}: sha256 mismatch (corrupted)")
+    for meta in sorted(directory.rglob("*" + METADATA)):
+        try:
+            read_metadata(meta)
+        except UnsafeFileError as e:
+            problems.append(str(e))
     return problems
+
+
+def allowed_file(rel: str) -> bool:
+    """The kinds of file a checkpoint or export may hold, by path inside it: safetensors, JSON, and DCP's
+    metadata and shards under ``dcp/`` (read without arbitrary unpickling: ``safe_dcp``)."""
+    name, parts = Path(rel).name, Path(rel).parts
+    if name.endswith((".safetensors", ".json")):
+        return True
+    return len(parts) == 2 and parts[0] == "dcp" and (name == METADATA or name.endswith(".distcp"))
 
 
 def latest_checkpoint(root: str | os.PathLike, checksum: bool = True) -> Path | None:
@@ -262,10 +285,60 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
 
 
 def _prune(root: Path, keep_last: int) -> None:
-    for old in list_checkpoints(root)[:-keep_last]:
+    """Keep the newest ``keep_last`` checkpoints that verify (sizes against the index); quarantine the
+    broken ones, so a corrupt newer checkpoint never outranks, or causes the deletion of, a good one."""
+    good = []
+    for path in list_checkpoints(root):
+        problems = verify(path, checksum=False)
+        if problems:
+            quarantine(path, problems)
+        else:
+            good.append(path)
+    for old in good[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-step-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def quarantine(path: Path, problems: list[str]) -> Path:
+    """Move a broken checkpoint to ``<its root>/quarantine/<name>[.N]`` with ``problems.txt``; nothing is
+    deleted. Returns where it went."""
+    where = path.parent / "quarantine"
+    where.mkdir(exist_ok=True)
+    dst, n = where / path.name, 1
+    while dst.exists():
+        dst, n = where / f"{path.name}.{n}", n + 1
+    path.rename(dst)
+    (dst / "problems.txt").write_text("\n".join(problems) + "\n")
+    log.warning("moved broken checkpoint %s to %s: %s", path, dst, "; ".join(problems[:3]))
+    return dst
+
+
+def resume_point(root: str | os.PathLike, checksum: bool = True, restart: bool = False) -> Path | None:
+    """The checkpoint a ``--resume`` continues from: the newest that verifies, after quarantining the broken
+    ones above it. None when ``root`` holds no checkpoint (a new run). When checkpoints exist and none
+    verifies, raises ``CheckpointError`` naming them and changes nothing, unless ``restart`` (then all are
+    quarantined and None is returned: training starts from step 0)."""
+    root = Path(root)
+    found = list_checkpoints(root)
+    if restart:
+        for path in found:
+            quarantine(path, ["set aside by --restart"])
+        return None
+    broken = []
+    for path in reversed(found):
+        problems = verify(path, checksum)
+        if not problems:
+            for bad, why in broken:
+                quarantine(bad, why)
+            return path
+        broken.append((path, problems))
+    if broken:
+        names = "; ".join(f"{p.name}: {why[0]}" for p, why in broken[:4])
+        raise CheckpointError(f"--resume: none of the {len(found)} checkpoints in {root} verifies ({names}); "
+                              "nothing was changed. Fix or remove them, or start over with --restart (moves "
+                              f"them to {root / 'quarantine'})")
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -281,14 +354,12 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot read trainer.json ({e})") from e
     if state.get("sharded"):
-        import torch.distributed.checkpoint as dcp
-
         sd = {"model": get_model_state_dict(model)}
         if optimizer is not None:
             sd["optim"] = get_optimizer_state_dict(model, optimizer)
         if ema is not None:
             sd["ema"] = ema.state_dict()
-        dcp.load(sd, checkpoint_id=str(path / "dcp"))
+        safe_dcp.load(sd, path / "dcp")
         set_model_state_dict(model, sd["model"])
         if optimizer is not None:
             set_optimizer_state_dict(model, optimizer, sd["optim"])
@@ -311,16 +382,14 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
 
 def read_dcp_part(path: Path, part: str) -> dict[str, torch.Tensor] | None:
     """Full tensors of one part (``model``, ``ema``) of a sharded checkpoint, read in one process without
-    a process group; None when the checkpoint has no such part."""
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
-
+    a process group and without unpickling anything but DCP's metadata classes (``safe_dcp``); None when
+    the checkpoint has no such part."""
     try:
-        with warnings.catch_warnings():  # "no process group: loading in a single process" is the intent
-            warnings.simplefilter("ignore", UserWarning)
-            full = _load_state_dict_from_keys({part}, checkpoint_id=str(path / "dcp"))
-    except Exception:  # noqa: BLE001 - DCP raises assorted errors for a missing key
-        return None
-    return _flat(full.get(part, {}), "")
+        return read_part(path / "dcp", part)
+    except UnsafeFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - DCP raises assorted errors for damaged shards
+        raise CheckpointError(f"{path}/dcp: cannot read the {part} state ({type(e).__name__}: {e})") from e
 
 
 def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -47,9 +47,12 @@ class Trainer:
     in ``run_dir``. Call ``fit()``; launch under torchrun for several ranks, unchanged."""
 
     def __init__(self, task: Task, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
-                 env: DistEnv | None = None):
+                 env: DistEnv | None = None, restart: bool = False):
+        if resume and restart:
+            raise TrainingError("--resume and --restart exclude each other: continue the run, or set its "
+                                "checkpoints aside and start over")
         self.task, self.cfg, self.tc = task, task.cfg, task.cfg.train
-        self.run_dir, self.resume, self.show_progress = Path(run_dir), resume, progress
+        self.run_dir, self.resume, self.restart, self.show_progress = Path(run_dir), resume, restart, progress
         self.env = env or init_distributed(self.tc.dist, self.tc.device)
         self.step = 0  # optimizer steps done
         self.epoch, self.position, self.stage = 0, 0, 0  # data position: batches of `epoch` consumed
@@ -66,6 +69,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=env.device.type == "cuda")
         torch.manual_seed(tc.seed)  # identical initial weights on every rank
         model = self.task.build_model().to(env.device)
+        self.task.init_weights(model)
         if tc.activation_checkpointing:
             if not hasattr(model, "grad_checkpointing"):
                 log.warning("%s has no grad_checkpointing switch; activation checkpointing is off",
@@ -87,11 +91,19 @@ class Trainer:
         from openwfm.data import stage_at
 
         self.stage = stage_at(0, self.cfg.stages, self.cfg.data)[0]  # a resumed run restores its own
-        if self.resume:
-            latest = ckpt.latest_checkpoint(self.ckpt_root, tc.checkpoint.checksum) if env.is_main else None
-            latest = self._broadcast(latest)
+        if self.resume or self.restart:
+            latest, error = None, None
+            if env.is_main:
+                try:
+                    latest = ckpt.resume_point(self.ckpt_root, tc.checkpoint.checksum, restart=self.restart)
+                except ckpt.CheckpointError as e:
+                    error = str(e)
+            latest, error = self._broadcast((latest, error))
+            if error:
+                raise ckpt.CheckpointError(error)
             if latest is None:
-                log.warning("--resume: no complete checkpoint in %s; starting from step 0", self.ckpt_root)
+                log.info("%s: no checkpoint in %s; starting from step 0",
+                         "--restart" if self.restart else "--resume", self.ckpt_root)
             else:
                 mults = [g.get("lr_mult", 1.0) for g in self.optimizer.param_groups]
                 state = ckpt.load_checkpoint(latest, model=model, optimizer=self.optimizer, ema=self.ema, env=env)
@@ -103,7 +115,7 @@ class Trainer:
                 for k in ("step", "epoch", "position", "stage", "skipped", "tokens_seen"):
                     setattr(self, k, state[k])
                 log.info("resumed from %s (step %d)", latest, self.step)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=env.is_main, truncate_after=self.step)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=env.is_main)
 
     def _broadcast(self, obj):
         from openwfm.train.distributed import broadcast_object

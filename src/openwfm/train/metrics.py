@@ -13,17 +13,15 @@ from openwfm.errors import OpenWFMError
 
 
 class MetricsLog:
-    """Append-only JSON lines on the main rank. On resume, lines past the resumed step are dropped so
-    the file reads as one uninterrupted run."""
+    """Append-only JSON lines on the main rank; never truncated. A resumed run appends after what is there
+    (steps past the resumed checkpoint are logged again); ``read_metrics`` reads the file as one
+    uninterrupted run, each step's newest record winning."""
 
-    def __init__(self, path: str | os.PathLike, enabled: bool = True, truncate_after: int | None = None):
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
         self.path, self.enabled, self._f = Path(path), enabled, None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if truncate_after is not None and self.path.exists():
-            kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= truncate_after]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._f = open(self.path, "a")
 
     def write(self, record: dict) -> None:
@@ -38,14 +36,19 @@ class MetricsLog:
             self._f = None
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Records of a metrics.jsonl; a torn last line (a crash mid-write) is ignored."""
-    rows = []
+def read_metrics(path: str | os.PathLike, raw: bool = False) -> list[dict]:
+    """Records of a metrics.jsonl as one run: where a resumed run logged a step again, the records it
+    replaced are dropped (``raw``: every line as written). A torn line (a crash mid-write) is ignored."""
+    rows: list[dict] = []
     for line in Path(path).read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             continue
+        if not raw and isinstance(row.get("step"), int):
+            while rows and isinstance(rows[-1].get("step"), int) and rows[-1]["step"] >= row["step"]:
+                rows.pop()
+        rows.append(row)
     return rows
 
 

@@ -31,6 +31,10 @@ class Task:
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
 
+    def init_weights(self, model: torch.nn.Module) -> None:
+        """Data-dependent initialization of a freshly built model (e.g. a PCA basis), run by the trainer
+        before the optimizer and EMA see the weights; a resumed run then loads its checkpoint over it."""
+
     def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         """Repeated units: each becomes an FSDP2 unit and a ``torch.compile`` region."""
         return list(getattr(model, "blocks", []))
@@ -79,12 +83,13 @@ def load_trained(run, tasks: tuple[str, ...], what: str, ema: bool = True) -> tu
     task is one of ``tasks``: the task rebuilds the model (extra inputs, adapters, heads in place), then
     the saved weights fill it. A post-trained run's ``base`` is not reloaded: its own weights replace it."""
     from openwfm.config import from_dict
-    from openwfm.train.checkpoint import load_weights
+    from openwfm.train.checkpoint import CheckpointError, load_weights
 
     config, weights = load_weights(run, ema=ema)
     task = config.get("task")
     if task not in tasks:
-        raise ValueError(f"{run}: a '{task}' run, not {what}")
+        raise CheckpointError(f"{run}: a '{task}' run, not {what} (expected a run of task "
+                              f"{' or '.join(repr(t) for t in tasks)})")
     task_cls = get_task(task)
     cfg = from_dict(task_cls.config_cls, config, f"{run}/config.json", ignore=("task",))
     if hasattr(cfg, "base"):
