@@ -104,5 +104,41 @@ def test_generate_video2world_without_checkpoint_uses_the_shipped_default(tmp_pa
     res = runner.invoke(app, ["generate", "video2world", "-i", str(src), "-o", str(tmp_path / "out.mp4"),
                               "--steps", "2", "--no-guardrail"])
     assert res.exit_code == 0, res.output
-    assert len(read_video(tmp_path / "out.mp4").frames) == 17
+    assert len(read_video(tmp_path / "out.mp4").frames) == 9 + 17 - 1  # the input, then one clip's continuation
     assert set(pretrained.shipped()) >= {pretrained.DEFAULT_V2W, pretrained.DEFAULT_ACTION}
+
+
+@pytest.mark.skipif(not pretrained.shipped(), reason="the default model is not installed in this checkout")
+def test_public_api_and_the_cli_give_the_same_video(tmp_path):
+    """``WorldPipeline.from_pretrained(...)(video=..., prompt=...)`` and ``wfm generate video2world`` fit the
+    input the same way and return the same frames: the CLI is a thin layer over the API."""
+    from openwfm import WorldPipeline
+    from openwfm.diffusion.pipeline import GenerateConfig
+    from openwfm.evaluate.metrics import psnr
+    from openwfm.video import read_video, write_video
+
+    x = np.zeros((13, 96, 128, 3), np.uint8)
+    x[..., 2] = 120
+    for t in range(13):
+        x[t, 30:50, 20 + 3 * t:40 + 3 * t] = (200, 40, 40)  # a red square moving right
+    src = tmp_path / "in.mp4"
+    write_video(src, x, 12.0)
+    pipe = WorldPipeline.from_pretrained(pretrained.DEFAULT_V2W)
+    frames = read_video(src).frames
+    out = pipe(video=frames, prompt="a red cube slides", num_inference_steps=2, seed=3)
+    side, clip = pipe.cfg.data.resolution, pipe.clip_frames(GenerateConfig())
+    n_in = pipe.cfg.v2w.num_input_frames
+    assert out.frames.dtype == np.uint8 and out.frames.shape == (13 + clip - n_in, side, side, 3)
+    assert np.array_equal(out.frames[:13], pipe.fit_frames(frames))  # the input comes back as it was fitted
+    assert np.array_equal(pipe(video=frames, prompt="a red cube slides", num_inference_steps=2, seed=3).frames,
+                          out.frames)  # seeded
+    res = runner.invoke(app, ["generate", "video2world", "-i", str(src), "-o", str(tmp_path / "cli.mp4"),
+                              "-p", "a red cube slides", "--steps", "2", "--seed", "3", "--no-guardrail"])
+    assert res.exit_code == 0, res.output
+    write_video(tmp_path / "api.mp4", out.frames, 12.0)  # through the same codec
+    cli, api = read_video(tmp_path / "cli.mp4").frames, read_video(tmp_path / "api.mp4").frames
+    assert cli.shape == out.frames.shape and float(psnr(cli, api)[0]) > 60
+    t2w = pipe(prompt="a red cube falls", num_inference_steps=2)
+    assert t2w.frames.shape == (clip, side, side, 3)
+    with pytest.raises(ValueError, match="uint8 frames"):
+        pipe(video=np.zeros((3, 8, 8), np.float32))

@@ -65,6 +65,48 @@ def test_video2world_keeps_the_condition_frames(guidance):
         condition_latent_frames(6, 4)
 
 
+class _NoMotion(torch.nn.Module):
+    """A network whose residual denoiser predicts no change at all: F = -c_skip / (c_out c_in) * input."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, x_in, c_noise, text, **kw):
+        from openwfm.diffusion.edm import scalings
+
+        c_skip, c_out, c_in, _ = scalings((4 * c_noise).exp(), 0.2)
+        return -(c_skip / (c_out * c_in)).view(-1, 1, 1, 1, 1) * x_in
+
+
+def test_residual_model_is_the_change_from_the_last_condition_frame():
+    """D(x) = p + D_r(x - p) with p the last condition frame: a residual denoiser that predicts no change
+    samples exactly the last condition frame repeated ("nothing moves"); the EDM scalings use the residual's
+    sigma_data; Text2World (no condition) stays plain diffusion (no prior)."""
+    from openwfm.diffusion.edm import scalings
+
+    torch.manual_seed(0)
+    m = WorldModel(get_preset(DiTConfig, "tiny"), EDMConfig(uncertainty=False),
+                   Video2WorldConfig(enabled=True, residual=True, residual_sigma_data=0.2)).eval()
+    cond, text = torch.randn(1, 16, 5, 4, 4) * 0.5, torch.randn(1, 3, 384)
+    assert m.sigma_data(1) == 0.2 and m.sigma_data(0) == m.edm.sigma_data
+    assert m.prior(cond, 0) is None and torch.equal(m.prior(cond, 3), cond[:, :, 2:3])
+    with torch.no_grad():
+        for p in m.net.parameters():
+            p.zero_()  # F = 0: D(x) = p + c_skip (x - p) on the generated frames
+        x, sig = torch.randn(1, 16, 5, 4, 4), torch.tensor([0.7])
+        c_skip = scalings(sig, 0.2)[0]
+        d = m.denoise(x, sig, text, cond=cond, num_cond=1)
+        torch.testing.assert_close(d[:, :, 1:], cond[:, :, :1] + c_skip * (x[:, :, 1:] - cond[:, :, :1]))
+    m.net = _NoMotion(m.net.cfg)
+    for n in (1, 3):
+        out = sample_latents(m, text, (1, 16, 5, 4, 4), steps=6, cond=cond, num_cond=n,
+                             generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out[:, :, :n], cond[:, :, :n])
+        torch.testing.assert_close(out[:, :, n:], cond[:, :, n - 1:n].expand(-1, -1, 5 - n, -1, -1),
+                                   atol=1e-4, rtol=0)
+
+
 def test_guidance_zero_is_the_conditional_model():
     m = _model().eval()
     text, uncond = torch.randn(1, 3, 384), torch.zeros(1, 3, 384)

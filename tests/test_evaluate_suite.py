@@ -56,6 +56,28 @@ def test_fit_square_covers_and_center_crops_with_nearest_masks():
     assert fit_square(np.zeros((2, 40, 80, 3), np.uint8), 20).shape == (2, 20, 20, 3)
 
 
+def test_moving_region_psnr_against_a_hand_computed_case():
+    """Two 2x2 frames: one pixel moves (red 200 -> 0 in channel 0); the prediction misses it by 100 levels
+    in that channel only, so MSE over the moving pixel's 3 values is 100^2/3; elsewhere errors don't count."""
+    from openwfm.evaluate.metrics import gradient_magnitude, masked_psnr, moving_region
+
+    last = np.zeros((2, 2, 3), np.uint8)
+    last[0, 0, 0] = 200
+    true = np.stack([last.copy(), last.copy()])
+    true[1, 0, 0, 0] = 0  # moved away in frame 1
+    true[1, 1, 1] = 5  # compression-sized noise: below the threshold
+    moving = moving_region(true, last, threshold=10)
+    assert moving.tolist() == [[[False, False], [False, False]], [[True, False], [False, False]]]
+    pred = true.copy()
+    pred[1, 0, 0, 0] = 100
+    pred[0, 1, 1] = 50  # an error outside the moving region
+    assert masked_psnr(pred, true, moving) == pytest.approx(10 * np.log10(255 ** 2 / (100 ** 2 / 3)))
+    assert masked_psnr(true, true, moving) == pytest.approx(100.0)  # capped like psnr
+    assert np.isnan(masked_psnr(pred, true, np.zeros_like(moving)))
+    ramp = np.tile(np.arange(8, dtype=np.uint8)[None, None, :, None] * 10, (1, 8, 1, 3))
+    assert gradient_magnitude(ramp) == pytest.approx(10.0)
+
+
 def test_physics_baselines_truth_and_copy_last(sims):
     cfg = PhysicsConfig(num_input_frames=1, num_frames=17, resolution=64)
     res = evaluate_physics([sims["falling"]], BASELINES, cfg)
@@ -69,6 +91,8 @@ def test_physics_baselines_truth_and_copy_last(sims):
         assert np.isfinite(last[k]) and last[k] == lin[k]  # one input frame: linear extrapolation = copy-last
     assert last["psnr"] < 40 and last["mask_iou"] < truth["mask_iou"] - 0.3  # the objects fall: copy-last misses
     assert last["mask_iou_moving"] < truth["mask_iou_moving"] - 0.3
+    assert truth["psnr_moving"] == pytest.approx(100.0) and truth["grad_ratio"] == pytest.approx(1.0)
+    assert last["psnr_moving"] < last["psnr"] - 3  # copy-last is wrong exactly where things move
     assert [s["predictor"] for s in res["summary"]] == ["truth", "copy_last", "linear_extrap"]
     res9 = evaluate_physics([sims["falling"]], BASELINES, PhysicsConfig(num_input_frames=9))
     assert all(r["psnr"] < 100 for r in res9["rows"] if r["predictor"] != "truth")

@@ -29,13 +29,14 @@ TOKENIZER_NAME = "cv4x4x4-sim32"
 @dataclass
 class RecipeConfig:
     sim_preset: str = "default"  # 128 px, 33 frames, 12 fps
-    falling: int = 60  # training rollouts per scenario, seeds 0 ..
-    orbit: int = 60
+    falling: int = 240  # training rollouts per scenario, seeds 0 ..
+    orbit: int = 240
     push: int = 360
     resolution: int = 64
     num_frames: int = 17
+    clip_step: int = 4  # precomputed latents: overlapping clips start every clip_step frames of a rollout
     workers: int = 2  # simulator processes
-    tokenizer_steps: int = 8000
+    tokenizer_steps: int = 3000
     v2w_steps: int = 10000
     action_steps: int = 6000
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), 32 latent channels, one
@@ -46,10 +47,12 @@ class RecipeConfig:
         "model.z_channels=32", "model.latent_channels=32", "model.shortcut=true",
         "train.optim.lr_mult={encode_shortcut: 0.1, decode_shortcut: 0.1}",
         "loss.perceptual=0", "data.batch_size=4", "data.num_workers=1"])
-    # Video2World on precomputed latents, conditioned on 1 or 9 frames (a 2x2 latent patch per token)
+    # Video2World on precomputed latents, conditioned on 1 or 9 frames (a 2x2 latent patch per token), as a
+    # residual model (the change from the last input frame) on the 32-channel latents
     v2w: list[str] = field(default_factory=lambda: [
-        "v2w.input_frame_choices=[1,9]", "model.patch_spatial=2", "model.model_channels=192", "model.num_heads=6",
-        "model.num_blocks=4", "data.batch_size=4"])
+        "v2w.input_frame_choices=[0,1,1,9]", "v2w.residual=true", "v2w.residual_sigma_data=0.25",
+        "model.in_channels=32", "model.out_channels=32", "model.patch_spatial=2", "model.model_channels=192",
+        "model.num_heads=6", "model.num_blocks=6", "edm.P_mean=-1.2", "edm.P_std=1.4", "data.batch_size=8"])
     # the action-conditioned variant, post-trained from the Video2World model on push rollouts' latents: each
     # latent frame gets its actions and its displacement since the first frame; the new MLP learns 10x faster
     action: list[str] = field(default_factory=lambda: [
@@ -159,12 +162,14 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
 
     def latents() -> None:
         precompute(out / "shards" / "all", str(tok_export), out / "latents", cfg.resolution, cfg.num_frames,
-                   clips=max(1, (sim_cfg.num_frames - 1) // (cfg.num_frames - 1)), overwrite=True)
+                   clips=(sim_cfg.num_frames - cfg.num_frames) // cfg.clip_step + 1, clip_step=cfg.clip_step,
+                   overwrite=True)
 
     def push_latents() -> None:  # overlapping clips (every 4th frame) of the push rollouts, with their actions
         if cfg.push:
             precompute(out / "shards" / "push", str(tok_export), out / "latents-push", cfg.resolution, cfg.num_frames,
-                       clips=(sim_cfg.num_frames - cfg.num_frames) // 4 + 1, clip_step=4, overwrite=True)
+                       clips=(sim_cfg.num_frames - cfg.num_frames) // cfg.clip_step + 1, clip_step=cfg.clip_step,
+                       overwrite=True)
 
     def v2w() -> None:
         _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
@@ -189,7 +194,7 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     fields = asdict(cfg)
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
              ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps"]),
-             ("export-tokenizer", export_tokenizer, []), ("latents", latents, []), ("push-latents", push_latents, []),
+             ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step"]), ("push-latents", push_latents, []),
              ("v2w", v2w, ["v2w", "v2w_steps"]), ("action", action, ["action", "action_steps"]),
              ("export", export_world, [])]
     runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action"}

@@ -90,7 +90,8 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
                  out_dir: Path = typer.Option(Path("eval/physics"), "--out", "-o", help="Where results.json and report.html go."),
                  device: str = _EV_DEVICE) -> None:
     """Physics alignment (Cosmos sec. 7.2): condition on the first frames of simulator rollouts, predict the rest;
-    PSNR, SSIM, perceptual distance, object-mask IoU — the model next to copy-last and linear extrapolation."""
+    PSNR (whole frame and over the moving region), SSIM, perceptual distance, object-mask IoU, gradient ratio —
+    the model next to copy-last and linear extrapolation."""
     from openwfm.evaluate.masks import ColorMaskConfig
     from openwfm.evaluate.physics import BASELINES, PhysicsConfig, evaluate_physics
 
@@ -106,8 +107,8 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE)
     _ev_finish(result, out_dir, [("predictor", "predictor"), ("scenario", "scenario"), ("n", "n"), ("psnr", "PSNR dB"),
-                                 ("ssim", "SSIM"), ("perceptual", "perceptual"), ("mask_iou", "mask IoU"),
-                                 ("mask_iou_moving", "IoU moving")])
+                                 ("psnr_moving", "moving PSNR"), ("ssim", "SSIM"), ("perceptual", "perceptual"),
+                                 ("mask_iou", "mask IoU"), ("mask_iou_moving", "IoU moving"), ("grad_ratio", "grad ratio")])
 
 
 @eval_app.command("consistency")

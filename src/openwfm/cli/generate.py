@@ -75,7 +75,6 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     between the prompt and video guards."""
     from openwfm.diffusion.pipeline import WorldPipeline
     from openwfm.video import read_video, write_video
-    from openwfm.video.transforms import center_crop, resize
 
     if checkpoint is None and actions is not None:
         from openwfm.diffusion.pretrained import DEFAULT_ACTION
@@ -85,11 +84,9 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                                   **_guard_hooks(no_guardrail, guardrail_config))
     g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames)
     n_in = g.num_input_frames or pipe.cfg.v2w.num_input_frames
-    frames = read_video(src).frames
-    h, w = (g.height or pipe.cfg.data.resolution), (g.width or pipe.cfg.data.resolution)
-    scale = max(h / frames.shape[1], w / frames.shape[2])  # cover (h, w), then crop the middle
-    frames = resize(frames, (max(h, round(frames.shape[1] * scale)), max(w, round(frames.shape[2] * scale))))
-    frames = center_crop(frames, (h, w))
+    source = read_video(src).frames
+    frames = pipe.fit_frames(source, g)  # the same fitting as WorldPipeline.__call__
+    h, w = frames.shape[1:3]
     net_kw = _posttrain_conditions(pipe, g, h, w, camera, actions)
     up = _upsampler(upsample_index, upsampler)
     if up is not None and prompt:
@@ -98,9 +95,11 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
         prompt = upsample_video2world(prompt, video_caption(frames, fps=fps), up, frames).upsampled
         out.print(f"upsampled prompt: {prompt}")
     t0 = time.perf_counter()
-    video = pipe.video2world(frames[-n_in:], prompt, g, total_frames=total, net_kw=net_kw)
+    video = pipe.video2world(frames, prompt, g, total_frames=total, net_kw=net_kw)
     write_video(dst, video, fps)
-    out.print(f"wrote {dst}: {n_in} input + {len(video) - n_in} generated frames in {time.perf_counter() - t0:.1f} s")
+    resized = "" if source.shape[1:3] == (h, w) else f", input fitted from {source.shape[2]}x{source.shape[1]} (--size)"
+    out.print(f"wrote {dst}: {len(frames)} input + {len(video) - len(frames)} generated frames ({n_in} "
+              f"conditioning), {w}x{h}{resized}, in {time.perf_counter() - t0:.1f} s", highlight=False)
 
 
 @gen_app.command("multiview")

@@ -2,7 +2,8 @@
 sec. 5.1 and 5.2).
 
 Latents enter normalized: ``(z - latents_mean) / latents_std * sigma_data``, so the data have EDM's
-assumed scale. Text2World denoises every latent frame. Video2World keeps the first ``k`` latent frames
+assumed scale. With ``v2w.residual`` a conditioned denoiser works on the change from the last condition
+frame (``WorldModel.prior``). Text2World denoises every latent frame. Video2World keeps the first ``k`` latent frames
 (the tokenized input frames: 1 frame -> 1 latent frame, 9 frames -> 1 + 8/t) as a condition: the network
 sees them, slightly noised by sigma_aug, in place of the noisy frames, plus a mask channel marking them;
 its output there is replaced by the condition itself, so samplers never change those frames, and the loss
@@ -26,11 +27,18 @@ class Video2WorldConfig:
     enabled: bool = False
     num_input_frames: int = 1  # 1 or 9 pixel frames -> condition latent frames
     # training: each batch conditions on one of these pixel-frame counts, drawn uniformly (Cosmos trains
-    # one model for 1 and 9 input frames); empty: always num_input_frames
+    # one model for 1 and 9 input frames; 0 adds Text2World, as Cosmos-Predict2.5 serves 0, 1 or 9 frames
+    # with one model); empty: always num_input_frames
     input_frame_choices: list[int] = dataclasses.field(default_factory=list)
     aug_P_mean: float = -3.0  # training: ln sigma_aug ~ N(-3, 2^2)
     aug_P_std: float = 2.0
     sigma_aug: float = 0.001  # inference
+    # diffuse the change from the last condition frame instead of the frames themselves: the denoiser is
+    # D(x) = p + D_r(x - p) with p the last condition latent frame repeated over time, so an untrained model
+    # already predicts "nothing moves" and training learns the motion (residual video diffusion: Yang,
+    # Srivastava & Mandt 2022, sec. 3). Text2World (no condition frames) stays plain diffusion.
+    residual: bool = False
+    residual_sigma_data: float = 0.0  # sigma_data of the residual (EDM scalings, loss weight); 0: edm.sigma_data
 
 
 def condition_latent_frames(num_input_frames: int, temporal_compression: int) -> int:
@@ -52,6 +60,19 @@ class WorldModel(nn.Module):
             dit_cfg = dataclasses.replace(dit_cfg, condition_mask=True)
         self.edm, self.net = edm, DiT(dit_cfg)
         self.uncertainty = Uncertainty() if edm.uncertainty else None
+
+    def prior(self, cond: torch.Tensor | None, num_cond: int) -> torch.Tensor | None:
+        """The residual model's prior (B, C, 1, H, W): the last of ``num_cond`` condition latent frames; None
+        for plain diffusion (not residual, or no condition)."""
+        if not (self.v2w.residual and num_cond and cond is not None):
+            return None
+        return cond[:, :, num_cond - 1:num_cond]
+
+    def sigma_data(self, num_cond: int) -> float:
+        """The data scale the EDM scalings and loss weight assume: the residual's when conditioned."""
+        if self.v2w.residual and num_cond and self.v2w.residual_sigma_data > 0:
+            return self.v2w.residual_sigma_data
+        return self.edm.sigma_data
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, cond: torch.Tensor | None = None,
                 num_cond: int = 0, sigma_aug: torch.Tensor | float | None = None, aug_noise: torch.Tensor | None = None,
@@ -79,7 +100,11 @@ class WorldModel(nn.Module):
                 x_in = torch.where(extra["condition_mask"].bool(), aug, x_in)
             return self.net(x_in, c_noise, text, **extra, **kw)
 
-        out = precondition(net, x, sigma, sd)
+        prior = self.prior(cond, num_cond)
+        if prior is None:
+            out = precondition(net, x, sigma, sd)
+        else:  # the network sees (and its skip carries) the noisy change from the prior
+            out = prior + precondition(net, x - prior, sigma, self.sigma_data(num_cond))
         if num_cond:
             out = torch.cat([cond[:, :, :num_cond], out[:, :, num_cond:]], dim=2)
         return out
@@ -99,4 +124,4 @@ class WorldModel(nn.Module):
             local = self.net.local_mask(x0, cp_group)
             mask = local if mask is None else mask * local
         u = self.uncertainty(scalings(sigma.float(), self.edm.sigma_data)[3]) if self.uncertainty is not None else None
-        return edm_loss(d, x0, sigma, self.edm.sigma_data, u=u, mask=mask)
+        return edm_loss(d, x0, sigma, self.sigma_data(num_cond), u=u, mask=mask)

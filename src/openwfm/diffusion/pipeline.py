@@ -44,6 +44,14 @@ class GenerateConfig:
     sigma_min: float = 0.002
 
 
+@dataclass
+class WorldOutput:
+    """What ``WorldPipeline.__call__`` returns: ``frames`` uint8 (T, H, W, 3) and the ``prompt`` used."""
+
+    frames: np.ndarray
+    prompt: str
+
+
 def load_world_model(run: str | os.PathLike | None, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
     """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir: a
     ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``), or a
@@ -71,6 +79,58 @@ class WorldPipeline:
     def from_run(cls, run: str | os.PathLike | None = None, **kw) -> "WorldPipeline":
         model, cfg = load_world_model(run)
         return cls(model, cfg, **kw)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, **kw) -> "WorldPipeline":
+        """A shipped model by name (``default-v2w``, ``default-action``; None: ``default-v2w``), or a run,
+        checkpoint or export directory; ``kw``: ``device``, ``offload`` and the guard / upsampler hooks."""
+        return cls.from_run(name_or_path, **kw)
+
+    def __call__(self, video: str | os.PathLike | np.ndarray | None = None, prompt: str = "",
+                 negative_prompt: str = "", num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, seed: int = 0, num_input_frames: int | None = None,
+                 num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                 actions: list | np.ndarray | None = None, camera: dict | None = None,
+                 sampler: str | None = None, fps: float | None = None) -> "WorldOutput":
+        """Generate, diffusers-style. ``video=None``: Text2World from ``prompt``. Otherwise Video2World: a
+        path or uint8 frames (T, H, W, 3), fitted (scaled to cover, centre-cropped) to ``height`` x ``width``
+        (default: the model's size); the output holds those frames followed by one clip's continuation of
+        their last ``num_input_frames`` (1 or 9; default: as trained). ``actions`` ((T-1) x 7 robot actions)
+        and ``camera`` (``{"intrinsics", "cam2world", "height", "width"}``) feed post-trained models. Defaults
+        not given come from ``GenerateConfig`` (the settings validated for the shipped model)."""
+        base = GenerateConfig()
+        g = GenerateConfig(**{**base.__dict__, **{k: v for k, v in dict(
+            steps=num_inference_steps, guidance=guidance_scale, sampler=sampler, fps=fps, num_frames=num_frames,
+            height=height, width=width, num_input_frames=num_input_frames).items() if v is not None},
+            "negative_prompt": negative_prompt, "seed": seed})
+        if video is None:
+            if actions is not None or camera is not None:
+                raise ValueError("actions and camera condition Video2World: give the input video too")
+            return WorldOutput(self.text2world(prompt, g), prompt)
+        frames = self.fit_frames(video, g)
+        meta: dict = {"name": str(video) if isinstance(video, (str, os.PathLike)) else "video"}
+        if actions is not None:
+            meta["actions"] = np.asarray(actions, dtype=float).tolist()
+        if camera is not None:
+            meta["camera"] = camera
+            meta.update({k: camera[k] for k in ("height", "width") if k in camera})
+        net_kw = self.conditions(meta, g, frames.shape[1:3])
+        return WorldOutput(self.video2world(frames, prompt, g, net_kw=net_kw), prompt)
+
+    def fit_frames(self, video: str | os.PathLike | np.ndarray, g: GenerateConfig | None = None) -> np.ndarray:
+        """uint8 (T, H, W, 3) frames of ``video`` (a path or frames) scaled to cover the generation size
+        (``g.height`` x ``g.width``, default the model's) and centre-cropped to it."""
+        from openwfm.video import read_video
+        from openwfm.video.transforms import center_crop, resize
+
+        g = g or GenerateConfig()
+        frames = read_video(video).frames if isinstance(video, (str, os.PathLike)) else np.asarray(video)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"video must be uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        h, w = g.height or self.cfg.data.resolution, g.width or self.cfg.data.resolution
+        scale = max(h / frames.shape[1], w / frames.shape[2])
+        frames = resize(frames, (max(h, round(frames.shape[1] * scale)), max(w, round(frames.shape[2] * scale))))
+        return center_crop(frames, (h, w))
 
     # ------------------------------------------------------------------------------------ devices
     def _place(self, which: str, device: str) -> None:

@@ -40,6 +40,9 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
         pad = torch.zeros(*cond.shape[:2], shape[2] - num_cond, *cond.shape[3:], device=device, dtype=cond.dtype)
         cond = torch.cat([cond, pad], dim=2)
         aug_noise = torch.randn(cond.shape, generator=generator).to(device)
+        prior = model.prior(cond, num_cond)
+        if prior is not None:  # a residual model's ODE starts around "nothing moves", not around zero
+            x = x + prior
     b = shape[0]
 
     kw = dict(net_kw or {})

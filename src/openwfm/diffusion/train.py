@@ -59,6 +59,8 @@ class DiffusionRunConfig:
         self.train.validate()
         self.text.validate()
         for k in [self.v2w.num_input_frames] + list(self.v2w.input_frame_choices) if self.v2w.enabled else []:
+            if k < 0:
+                raise ConfigError(f"v2w: input frame counts must be >= 0 (0: Text2World), got {k}")
             if k >= self.data.num_frames:
                 raise ConfigError(f"v2w: {k} input frames leave nothing to predict in clips of "
                                   f"data.num_frames={self.data.num_frames}")
@@ -195,7 +197,7 @@ class DiffusionTask(Task):
         if cfg.v2w.enabled and t_lat > 1:
             choices = cfg.v2w.input_frame_choices or [cfg.v2w.num_input_frames]
             k = choices[int(torch.randint(len(choices), (1,), generator=self._gen))] if len(choices) > 1 else choices[0]
-            num_cond = condition_latent_frames(k, self.codec(x0.device).model.cfg.temporal_compression)
+            num_cond = condition_latent_frames(k, self.codec(x0.device).model.cfg.temporal_compression) if k else 0
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
         losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,

@@ -11,6 +11,9 @@ the same PSNR and SSIM).
   whose window lies inside the frame; computed per RGB channel and frame, averaged over channels, frames
   (per clip). Equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=..., channel_axis=-1)``.
+- ``moving_region`` / ``masked_psnr``: PSNR over the pixels whose true value departs from the last input
+  frame by more than 10 levels (the region a world model must change; copying the last frame is wrong there).
+- ``gradient_magnitude``: mean spatial gradient magnitude, for "neither blurred nor noisy" (ratio to the truth).
 - ``perceptual_distance``: the LPIPS-style tokenizer perceptual loss as a metric (no gradient).
 - ``frechet_distance``: between two Gaussians (Heusel et al., "GANs Trained by a Two Time-Scale Update
   Rule", NeurIPS 2017), float64, matrix square root by eigendecomposition.
@@ -70,6 +73,33 @@ def psnr(x, y) -> torch.Tensor:
     mse = ((x.double() - y.double()) ** 2).flatten(1).mean(dim=1)
     floor = DATA_RANGE ** 2 * 10 ** (-MAX_PSNR_DB / 10)
     return 10 * torch.log10(DATA_RANGE ** 2 / mse.clamp_min(floor))
+
+
+def moving_region(true: np.ndarray, last: np.ndarray, threshold: int = 10) -> np.ndarray:
+    """(T, H, W) bool: where the true uint8 frames (T, H, W, 3) depart from the last input frame (H, W, 3) by
+    more than ``threshold`` levels (of 255) in some channel — the pixels a predictor must change."""
+    diff = np.abs(np.asarray(true, dtype=np.int16) - np.asarray(last, dtype=np.int16)[None])
+    return diff.max(axis=-1) > threshold
+
+
+def masked_psnr(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, range 255, capped like ``psnr``) over the pixels of ``mask`` (T, H, W), all channels, of
+    uint8 frames (T, H, W, 3); NaN when the mask is empty."""
+    if pred.shape != true.shape or mask.shape != true.shape[:3]:
+        raise EvalError(f"shapes differ: pred {pred.shape}, true {true.shape}, mask {mask.shape}")
+    if not mask.any():
+        return float("nan")
+    err = (pred.astype(np.float64) - true.astype(np.float64))[mask]
+    mse = max(float(np.mean(err ** 2)), 255.0 ** 2 * 10 ** (-MAX_PSNR_DB / 10))
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def gradient_magnitude(frames: np.ndarray) -> float:
+    """Mean spatial gradient magnitude (uint8 levels per pixel) of frames (T, H, W, 3): forward differences
+    along x and y, sqrt(dx^2 + dy^2) per channel, averaged. Blur lowers it; noise raises it."""
+    f = np.asarray(frames, dtype=np.float64)
+    dx, dy = f[:, :-1, 1:] - f[:, :-1, :-1], f[:, 1:, :-1] - f[:, :-1, :-1]
+    return float(np.sqrt(dx ** 2 + dy ** 2).mean())
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:

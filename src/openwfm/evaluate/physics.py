@@ -23,9 +23,11 @@ import cv2
 import numpy as np
 
 from openwfm.evaluate.masks import ColorMaskConfig, mask_iou, object_masks
-from openwfm.evaluate.metrics import EvalError, perceptual_distance, psnr, ssim
+from openwfm.evaluate.metrics import (EvalError, gradient_magnitude, masked_psnr, moving_region, perceptual_distance,
+                                      psnr, ssim)
 
 Predictor = Callable[[np.ndarray, int, dict], np.ndarray]
+METRICS = ("psnr", "psnr_moving", "ssim", "perceptual", "mask_iou", "mask_iou_moving", "grad_ratio")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class PhysicsConfig:
     num_frames: int = 17  # clip length: conditioning + predicted frames
     resolution: int = 64  # square side the rollouts are fitted to
     include_truth: bool = True  # add the "truth" reference row
+    moving_threshold: int = 10  # psnr_moving: pixels departing from the last input frame by more (of 255)
     masks: ColorMaskConfig = field(default_factory=ColorMaskConfig)
 
     def validate(self) -> None:
@@ -260,16 +263,23 @@ def evaluate_physics(rollouts: Iterable[str | os.PathLike], predictors: dict[str
                                                            true_out.shape, name)
             dt = time.perf_counter() - t0
             labels = object_masks(r.frames, r.masks, k, pred, r.object_ids, cfg.masks)
+            moving = moving_region(true_out, r.frames[k - 1], cfg.moving_threshold)
             rows.append({"predictor": name, "rollout": r.name, "scenario": r.meta.get("scenario", "?"),
-                         **clip_metrics(pred, true_out), "mask_iou": mask_iou(labels, r.masks[k:], r.object_ids),
+                         **clip_metrics(pred, true_out), "psnr_moving": masked_psnr(pred, true_out, moving),
+                         "moving_fraction": float(moving.mean()),
+                         "grad_ratio": gradient_magnitude(pred) / max(gradient_magnitude(true_out), 1e-9),
+                         "mask_iou": mask_iou(labels, r.masks[k:], r.object_ids),
                          "mask_iou_moving": mask_iou(labels, r.masks[k:], r.object_ids, moved_from=r.masks[k - 1]),
                          "seconds": dt})
         if progress is not None:
             progress(r.name)
     return {"title": "Physics alignment (Cosmos sec. 7.2)", "config": asdict(cfg),
-            "summary": summarize(rows, ("psnr", "ssim", "perceptual", "mask_iou", "mask_iou_moving")), "rows": rows,
+            "summary": summarize(rows, METRICS), "rows": rows,
             "notes": [f"{k} input frame(s), {n_out} predicted, {cfg.resolution}x{cfg.resolution}; metrics on the "
                       "predicted frames only",
+                      f"psnr_moving: PSNR over the pixels whose true value departs from the last input frame "
+                      f"by more than {cfg.moving_threshold}/255 (NaN where nothing moves; copy-last is wrong "
+                      "exactly there); grad_ratio: mean gradient magnitude vs the truth's (<1 blurred, >1 noisy)",
                       "mask_iou: colour-model masks of the predicted frames vs the simulator's masks (the truth "
                       "row is the method's ceiling); mask_iou_moving: objects that moved since the last input frame"]}
 

@@ -143,13 +143,14 @@ def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: 
 
 
 def adopt_base(cfg: PosttrainRunConfig) -> None:
-    """Take the base run's model, EDM, tokenizer and text settings (a post-trained model is its base plus
-    one input: these must match the weights it starts from)."""
+    """Take the base run's model, EDM, tokenizer and text settings and its Video2World formulation (residual
+    or not: a post-trained model is its base plus one input: these must match the weights it starts from)."""
     if cfg.base:
         from openwfm.diffusion.pipeline import load_world_model
 
         _, base = load_world_model(cfg.base)
         cfg.model, cfg.edm, cfg.tokenizer, cfg.text = base.model, base.edm, base.tokenizer, base.text
+        cfg.v2w.residual, cfg.v2w.residual_sigma_data = base.v2w.residual, base.v2w.residual_sigma_data
 
 
 class PosttrainTask(DiffusionTask):
