@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# CI (.ci/run) sets OPENWFM_STRICT_TESTS=1: there a test that would skip for a missing dependency or missing
+# footage fails instead, so tests cannot silently vanish when an install step breaks
+STRICT = os.environ.get("OPENWFM_STRICT_TESTS") == "1"
+MISSING = ("could not import", "not installed", "no face footage")
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 OPENCV_HTML = Path("/usr/share/doc/opencv-doc/opencv4/html")
@@ -137,3 +143,15 @@ def save_tiny_llama(out: Path, words: list[str]) -> dict:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return vocab
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under OPENWFM_STRICT_TESTS=1, a skip for something missing (an import, footage, a shipped model) is a
+    failure."""
+    outcome = yield
+    rep = outcome.get_result()
+    if STRICT and rep.skipped and call.excinfo is not None:
+        reason = str(call.excinfo.value)
+        if any(m in reason for m in MISSING):
+            rep.outcome, rep.longrepr = "failed", f"OPENWFM_STRICT_TESTS=1: would have skipped: {reason}"

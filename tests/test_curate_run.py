@@ -29,6 +29,8 @@ def inputs(real_video, tmp_path_factory):
     shutil.copy(bikes, d / "bikes_copy.mp4")  # a duplicate under another name
     shutil.copy(real_video("cup.mp4"), d / "cup.mp4")
     (d / "broken.mp4").write_bytes(os.urandom(5000))
+    (d / "notes.txt").write_text("not a video")  # found but not curated: recorded as skipped
+    (d / "gone.mp4").symlink_to(d / "nowhere.mp4")  # a dangling link
     return d
 
 
@@ -55,7 +57,10 @@ def test_every_input_and_clip_is_accounted_for(inputs, tmp_path):
     res = curate([inputs, inputs / "missing.mp4"], tmp_path / "out", CFG)
     recs = _final(tmp_path / "out")
     ins = {r["path"].split("/")[-1]: r for (t, _), r in recs.items() if t == "input"}
-    assert set(ins) == {"bikes.mp4", "bikes_copy.mp4", "cup.mp4", "broken.mp4", "missing.mp4"}
+    assert set(ins) == {"bikes.mp4", "bikes_copy.mp4", "cup.mp4", "broken.mp4", "missing.mp4", "notes.txt",
+                        "gone.mp4"}
+    assert ins["notes.txt"]["status"] == "skipped" and "not a video file extension" in ins["notes.txt"]["reason"]
+    assert ins["gone.mp4"]["status"] == "skipped" and "dangling symbolic link" in ins["gone.mp4"]["reason"]
     assert ins["broken.mp4"]["status"] == "failed" and "unreadable video" in ins["broken.mp4"]["error"]
     assert ins["missing.mp4"]["status"] == "failed" and ins["missing.mp4"]["error"] == "no such file"
     assert ins["bikes.mp4"]["transitions"] >= 4  # of its 5 hard cuts (30, 76, 137, 187, 242): ShotNet finds 4
@@ -77,7 +82,8 @@ def test_every_input_and_clip_is_accounted_for(inputs, tmp_path):
         emb, meta = f.get_tensor("embedding"), f.metadata()
     assert emb.dtype.is_floating_point and emb.shape[1] == 384 and 2 < emb.shape[0] <= 64
     assert meta["encoder"].startswith("minilm") and meta["caption"] == recs[("clip", index[0].key)]["caption"]
-    assert (tmp_path / "out" / "report.html").read_text().count("near-duplicate") >= 1
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert report.count("near-duplicate") >= 1 and "notes.txt" in report and "dangling" in report
     with pytest.raises(CurateError, match="--resume"):
         curate([inputs], tmp_path / "out", CFG)
 

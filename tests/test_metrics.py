@@ -52,6 +52,17 @@ def test_ssim_reference_cases():
     b = np.clip(a + rng.normal(0, 0.2, a.shape), -1, 1)
     got = float(ssim_frames(torch.from_numpy(a)[None], torch.from_numpy(b)[None])[0])
     assert got == pytest.approx(naive_ssim(a, b), abs=1e-10)
+    from skimage.metrics import structural_similarity  # an independent implementation (a test dependency)
+
+    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=2.0)
+    assert got == pytest.approx(ref, abs=1e-9)
+    frames = np.stack([cv2.GaussianBlur(rng.uniform(0, 255, (24, 30, 3)), (0, 0), 1.5) for _ in range(2)])
+    noisy = np.clip(frames + rng.normal(0, 12, frames.shape), 0, 255).astype(np.uint8)
+    frames = frames.astype(np.uint8)
+    clip = float(ssim(noisy, frames)[0])  # uint8 clips: mean over frames of the per-channel SSIM on [-1, 1]
+    refs = [structural_similarity(noisy[t] / 127.5 - 1, frames[t] / 127.5 - 1, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False, data_range=2.0, channel_axis=-1) for t in range(2)]
+    assert clip == pytest.approx(float(np.mean(refs)), abs=1e-6)
     ca, cb = 0.2, -0.3  # constant frames: SSIM = (2ab + C1) / (a^2 + b^2 + C1)
     const = ssim(torch.full((1, 3, 1, 12, 12), ca, dtype=torch.float64),
                  torch.full((1, 3, 1, 12, 12), cb, dtype=torch.float64))

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from openwfm.curate.manifest import Manifest
-from openwfm.curate.stages import CurateConfig, find_inputs, input_id, process_input
+from openwfm.curate.stages import CurateConfig, find_inputs, input_id, process_input, skipped_inputs
 from openwfm.errors import OpenWFMError
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,19 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
     """Run the curator; returns the manifest's counts and the shard directories."""
     cfg = cfg or CurateConfig()
     out = Path(out_dir)
-    files = find_inputs(inputs)
+    files, skipped = find_inputs(inputs), skipped_inputs(inputs)
     if not files:
-        raise CurateError(f"no input videos in {', '.join(map(str, inputs))}")
+        more = f" ({len(skipped)} other files, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise CurateError(f"no input videos in {', '.join(map(str, inputs))}{more}")
     if (out / "manifest.jsonl").is_file() and not resume:
         raise CurateError(f"{out} already holds a curation run (manifest.jsonl); pass --resume to continue it "
                           "or choose another --out")
     for stale in (out / "clips").glob(".*.mp4") if (out / "clips").is_dir() else []:
         stale.unlink()  # half-written clips of a crashed run (finished clips are renamed into place)
     with Manifest(out) as manifest:
+        for p, why in skipped:  # every path found is accounted for
+            if manifest.get("input", input_id(p)) is None:
+                manifest.record("input", input_id(p), "skipped", path=str(p), reason=why)
         todo = pending_inputs(files, manifest)
         for p in todo:
             if not p.exists():  # named but missing: accounted for (once), not fatal

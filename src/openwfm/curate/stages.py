@@ -95,6 +95,27 @@ def find_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def skipped_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """Paths under the directories named that ``find_inputs`` leaves out, each with why: files without a
+    video extension, dangling symbolic links, and anything else that is not a regular file."""
+    out: list[tuple[Path, str]] = []
+    for item in inputs:
+        p = Path(item)
+        if not p.is_dir():
+            continue
+        for q in sorted(p.rglob("*")):
+            if q.is_dir():
+                continue
+            if q.is_symlink() and not q.exists():
+                out.append((q, f"dangling symbolic link (to {os.readlink(q)})"))
+            elif not q.is_file():
+                out.append((q, "not a regular file"))
+            elif q.suffix.lower() not in VIDEO_SUFFIXES:
+                out.append((q, f"not a video file extension ({q.suffix or 'none'}; curated: "
+                               f"{' '.join(VIDEO_SUFFIXES)})"))
+    return out
+
+
 def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """BT.601 limited-range YUV -> RGB (what FFmpeg's default conversion does), uint8."""
     yy = 1.164 * (y.astype(np.float32) - 16)

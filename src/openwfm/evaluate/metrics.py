@@ -10,7 +10,9 @@ the same PSNR and SSIM).
   TIP 2004: Gaussian window 11 x 11, sigma 1.5, K1 0.01, K2 0.03, population statistics, over the positions
   whose window lies inside the frame; computed per RGB channel and frame, averaged over channels, frames
   (per clip). Equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False, data_range=..., channel_axis=-1)``.
+  use_sample_covariance=False, data_range=2, channel_axis=-1)`` on the same [-1, 1] values (tested). Note:
+  SSIM's luminance term is not shift-invariant, so this differs from scikit-image run on raw uint8 values
+  (data_range=255) by a few hundredths; the numbers in docs/ all use this definition.
 - ``moving_region`` / ``masked_psnr``: PSNR over the pixels whose true value departs from the last input
   frame by more than 10 levels (the region a world model must change; copying the last frame is wrong there).
 - ``gradient_magnitude``: mean spatial gradient magnitude, for "neither blurred nor noisy" (ratio to the truth).

@@ -1,0 +1,62 @@
+"""Which sampler, step count and guidance suit a world model? Video2World on validation rollouts (seeds
+that neither training nor the held-out evaluation uses), every setting beside copy-last-frame, from 1 and
+9 input frames; the best setting becomes ``GenerateConfig``'s default (issue 19: "defaults that fit the
+model").
+
+    wfm sim falling --num 4 --seed 800000 --out VAL/falling   (likewise push, orbit)
+    python benchmarks/v2w_settings.py --sim VAL/falling VAL/push VAL/orbit [-c default-v2w]
+
+Scored by moving-region PSNR (where copy-last is wrong), then whole-frame PSNR; the gradient ratio says
+whether samples are blurred (< 1) or noisy (> 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from datetime import date
+
+import numpy as np
+import torch
+
+from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics, find_rollouts
+
+GRID = [("2ab", 5, 0.0), ("2ab", 10, 0.0), ("2ab", 20, 0.0), ("2ab", 35, 0.0), ("euler", 10, 0.0),
+        ("heun", 10, 0.0), ("2ab", 10, 1.0), ("2ab", 10, 3.0), ("2ab", 35, 7.0)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sim", nargs="+", required=True, help="Validation rollout directories.")
+    ap.add_argument("-c", "--checkpoint", default=None, help="World model (default: the shipped default-v2w).")
+    ap.add_argument("--max-rollouts", type=int, default=4, help="Per directory.")
+    ap.add_argument("--inputs", type=int, nargs="+", default=[1, 9])
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pipe = WorldPipeline.from_pretrained(args.checkpoint)
+    files = find_rollouts(args.sim, args.max_rollouts)
+    print(f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {date.today()}; "
+          f"{args.checkpoint or 'default-v2w'} on {len(files)} validation rollouts; default now: "
+          f"{GenerateConfig().sampler} {GenerateConfig().steps} steps, guidance {GenerateConfig().guidance}")
+    print(f"{'inputs':>6} {'setting':<22} {'PSNR':>6} {'moving':>7} {'IoU':>6} {'grad':>5} {'s/clip':>6}")
+    for k in args.inputs:
+        cfg = PhysicsConfig(num_input_frames=k, num_frames=pipe.cfg.data.num_frames,
+                            resolution=pipe.cfg.data.resolution, include_truth=False)
+        base = evaluate_physics(files, {"copy_last": BASELINES["copy_last"]}, cfg)["rows"]
+        print(f"{k:>6} {'copy-last':<22} {np.nanmean([r['psnr'] for r in base]):6.2f} "
+              f"{np.nanmean([r['psnr_moving'] for r in base]):7.2f} {np.nanmean([r['mask_iou'] for r in base]):6.3f}")
+        for sampler, steps, guidance in GRID:
+            pred = WorldModelPredictor.of(pipe, "model", "caption", sampler=sampler, steps=steps, guidance=guidance)
+            t0 = time.perf_counter()
+            rows = evaluate_physics(files, {"model": pred}, cfg)["rows"]
+            dt = (time.perf_counter() - t0) / len(rows)
+            mean = {m: float(np.nanmean([r[m] for r in rows])) for m in ("psnr", "psnr_moving", "mask_iou",
+                                                                          "grad_ratio")}
+            print(f"{k:>6} {f'{sampler} {steps} g={guidance:g}':<22} {mean['psnr']:6.2f} {mean['psnr_moving']:7.2f} "
+                  f"{mean['mask_iou']:6.3f} {mean['grad_ratio']:5.2f} {dt:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
