@@ -22,7 +22,8 @@ from openwfm.autoregressive.decoder import decode_tokens, load_decoder
 from openwfm.data import load_index
 from openwfm.data.buckets import fit_to_bucket
 from openwfm.data.shards import decode_video, read_sample
-from openwfm.diffusion.train import LatentCodec, make_text_encoder
+from openwfm.diffusion.codec import LatentCodec
+from openwfm.text.encoder import make_text_encoder
 from openwfm.evaluate.metrics import psnr, ssim
 from openwfm.tokenizer.api import load_tokenizer
 from openwfm.video.transforms import from_tensor, to_tensor

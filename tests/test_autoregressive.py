@@ -244,7 +244,7 @@ def test_diffusion_decoder_trains_and_decodes_long_token_videos_in_chunks(tmp_pa
     from openwfm.autoregressive.decoder import DecoderRunConfig, DecoderTask, decode_tokens, load_decoder
     from openwfm.config import make_config
     from openwfm.data import pack_samples
-    from openwfm.diffusion.train import LatentCodec
+    from openwfm.diffusion.codec import LatentCodec
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
     from openwfm.train.loop import Trainer

@@ -52,7 +52,8 @@ class RecipeConfig:
     v2w: list[str] = field(default_factory=lambda: [
         "v2w.input_frame_choices=[0,1,1,9]", "v2w.residual=true", "v2w.residual_sigma_data=0.25",
         "model.in_channels=32", "model.out_channels=32", "model.patch_spatial=2", "model.model_channels=192",
-        "model.num_heads=6", "model.num_blocks=6", "edm.P_mean=-1.2", "edm.P_std=1.4", "data.batch_size=8"])
+        "model.num_heads=6", "model.num_blocks=4", "edm.P_mean=-1.2", "edm.P_std=1.4", "data.batch_size=8",
+        "train.precision=bf16"])
     # the action-conditioned variant, post-trained from the Video2World model on push rollouts' latents: each
     # latent frame gets its actions and its displacement since the first frame; the new MLP learns 10x faster
     action: list[str] = field(default_factory=lambda: [

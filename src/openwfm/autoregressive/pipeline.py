@@ -19,7 +19,7 @@ import torch
 from openwfm.autoregressive.medusa import medusa_generate
 from openwfm.autoregressive.sampling import SamplingConfig, generate
 from openwfm.autoregressive.train import ARRunConfig, ARWorldModel, load_ar_model
-from openwfm.diffusion.train import make_text_encoder
+from openwfm.text.encoder import make_text_encoder
 
 
 class ARPipeline:
@@ -32,7 +32,7 @@ class ARPipeline:
         self.decoder = None
         if decoder:
             from openwfm.autoregressive.decoder import load_decoder
-            from openwfm.diffusion.train import LatentCodec
+            from openwfm.diffusion.codec import LatentCodec
 
             self.decoder, dcfg = load_decoder(decoder)
             self.decoder.to(device)

@@ -22,8 +22,8 @@ from openwfm.autoregressive.medusa import MedusaHeads, medusa_loss
 from openwfm.autoregressive.model import ARConfig, ARTransformer, ar_loss
 from openwfm.config import ConfigError, get_preset, register_preset
 from openwfm.data import DataConfig, StageConfig
-from openwfm.diffusion.train import TextConfig, make_text_encoder
 from openwfm.text import drop_text
+from openwfm.text.encoder import TextEncoderConfig, make_text_encoder
 from openwfm.train.config import TrainConfig
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
@@ -43,7 +43,7 @@ class ARRunConfig:
     model: ARConfig = field(default_factory=lambda: get_preset(ARConfig, "tiny"))
     medusa: MedusaConfig = field(default_factory=MedusaConfig)
     tokenizer: str = "dv4x8x8-s"  # discrete tokenizer: shipped name, or a tokenizer run / checkpoint
-    text: TextConfig = field(default_factory=TextConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     action_scale: float = 100.0  # model.action_dim > 0: robot motion (m, rad per frame) scaled to ~1 (gripper 0/1)
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
     stages: list[StageConfig] = field(default_factory=list)
@@ -74,7 +74,7 @@ register_preset(ARRunConfig, "tiny-medusa")(lambda: _tiny(heads=4))
 register_preset(ARRunConfig, "tiny-v2w")(lambda: _tiny("tiny-v2w"))
 for _name in ("cosmos-1.0-4b", "cosmos-1.0-12b", "cosmos-1.0-5b-video2world", "cosmos-1.0-13b-video2world"):
     def _paper(n=_name) -> ARRunConfig:
-        cfg = ARRunConfig(model=get_preset(ARConfig, n), tokenizer="", text=TextConfig("t5", "", 512))
+        cfg = ARRunConfig(model=get_preset(ARConfig, n), tokenizer="", text=TextEncoderConfig("t5", "", 512))
         cfg.train.precision = "bf16"
         return cfg
     register_preset(ARRunConfig, _name)(_paper)

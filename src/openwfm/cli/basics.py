@@ -111,7 +111,7 @@ def config_show(name: str = typer.Argument("sim", help="Which config: sim, train
 def demo(out_dir: Path = typer.Option(Path("demo"), "--out", "-o", help="Where to write the demo."),
          num: int = typer.Option(4, "--num", "-n", min=1, help="Scenes per scenario."),
          seed: int = typer.Option(900000, "--seed", help="First seed (held out from training seeds)."),
-         steps: int = typer.Option(10, "--steps", min=1, help="Sampler steps."),
+         steps: int = typer.Option(0, "--steps", min=0, help="Sampler steps (0: the default of wfm generate)."),
          checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Video2World model (default: the shipped one)."),
          action: str = typer.Option("default-action", "--action", help="Action-conditioned model ('' to skip)."),
          no_curate: bool = typer.Option(False, "--no-curate", help="Skip the curator."),
@@ -126,12 +126,17 @@ def demo(out_dir: Path = typer.Option(Path("demo"), "--out", "-o", help="Where t
     with _progress() as progress:
         doc = run_demo(out_dir, cfg, progress=progress)
     table = Table(title=f"openwfm demo: {len(doc['scenes'])} held-out scenes")
-    for col in ("setting", "model", "PSNR dB", "copy-last dB", "mask IoU", "floors met"):
+    for col in ("setting", "model", "moving dB", "copy-last", "PSNR dB", "copy-last dB", "mask IoU", "grad", "floors met"):
         table.add_column(col, no_wrap=col in ("setting", "model"))
     for r in doc["floors"]:
-        table.add_row(r["setting"], r["model"], f"{r['psnr']:.2f}", f"{r['copy_last_psnr']:.2f}", f"{r['mask_iou']:.3f}",
-                      f"PSNR {'yes' if r['psnr_floor_met'] else 'no'}, IoU {'yes' if r['iou_floor_met'] else 'no'}")
+        checks = {"moving": r["moving_floor_met"], "PSNR": r["psnr_floor_met"], "IoU": r["iou_floor_met"],
+                  "sharp": r["sharpness_met"]}
+        table.add_row(r["setting"], r["model"], f"{r['psnr_moving']:.2f}", f"{r['copy_last_moving']:.2f}",
+                      f"{r['psnr']:.2f}", f"{r['copy_last_psnr']:.2f}", f"{r['mask_iou']:.3f}", f"{r['grad_ratio']:.2f}",
+                      ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in checks.items() if v is not None))
     out.print(table)
+    for r in doc["floors"]:
+        out.print(r["verdict"], highlight=False)
     out.print(f"report: {(out_dir / 'report.html').resolve()}  ({doc['timings']['total']:.0f} s)", highlight=False)
 
 

@@ -26,7 +26,7 @@ from openwfm.curate.aesthetic import AestheticConfig
 from openwfm.curate.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
 from openwfm.curate.split import ClipRules, SplitConfig, clips, find_transitions, shots
-from openwfm.curate.text_overlay import TextConfig, text_decision, text_scores
+from openwfm.curate.text_overlay import OverlayTextConfig, text_decision, text_scores
 from openwfm.curate.videotype import TypeConfig
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class CurateConfig:
     rules: ClipRules = field(default_factory=ClipRules)
     motion: MotionConfig = field(default_factory=MotionConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
-    text: TextConfig = field(default_factory=TextConfig)
+    text: OverlayTextConfig = field(default_factory=OverlayTextConfig)
     text_filter: bool = True  # OCR-based overlay-text filter (rapidocr)
     type: TypeConfig = field(default_factory=TypeConfig)
     type_filter: bool = True  # video-type classifier (skipped when its weights are not installed)

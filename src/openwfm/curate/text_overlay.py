@@ -17,7 +17,7 @@ _ENGINE = None
 
 
 @dataclass
-class TextConfig:
+class OverlayTextConfig:
     frames: int = 3  # frames sampled evenly from the clip
     size: int = 640  # long side the detector sees
     max_text_area: float = 0.05  # fraction of the frame; above: dropped
@@ -55,8 +55,8 @@ def text_boxes(frame: np.ndarray, size: int = 640) -> list[np.ndarray]:
     return keep
 
 
-def text_scores(frames: np.ndarray, cfg: TextConfig | None = None) -> dict:
-    cfg = cfg or TextConfig()
+def text_scores(frames: np.ndarray, cfg: OverlayTextConfig | None = None) -> dict:
+    cfg = cfg or OverlayTextConfig()
     idx = np.linspace(0, len(frames) - 1, min(cfg.frames, len(frames))).round().astype(int)
     area, count = 0.0, 0
     h, w = frames.shape[1:3]
@@ -69,8 +69,8 @@ def text_scores(frames: np.ndarray, cfg: TextConfig | None = None) -> dict:
     return {"text_area": area, "text_boxes": count}
 
 
-def text_decision(scores: dict, cfg: TextConfig | None = None) -> str | None:
-    cfg = cfg or TextConfig()
+def text_decision(scores: dict, cfg: OverlayTextConfig | None = None) -> str | None:
+    cfg = cfg or OverlayTextConfig()
     if scores["text_area"] > cfg.max_text_area:
         return f"overlay text: {scores['text_area']:.1%} of the frame > {cfg.max_text_area:.0%}"
     return None

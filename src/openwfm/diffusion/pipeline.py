@@ -24,7 +24,9 @@ import torch
 
 from openwfm.diffusion.model import WorldModel, condition_latent_frames
 from openwfm.diffusion.sample import sample_latents
-from openwfm.diffusion.train import DiffusionRunConfig, LatentCodec, make_text_encoder
+from openwfm.diffusion.codec import LatentCodec
+from openwfm.diffusion.train import DiffusionRunConfig
+from openwfm.text.encoder import make_text_encoder
 
 
 @dataclass

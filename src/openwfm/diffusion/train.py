@@ -17,28 +17,14 @@ import torch
 
 from openwfm.config import ConfigError, get_preset, register_preset
 from openwfm.data import DataConfig, StageConfig
+from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.dit import DiTConfig
 from openwfm.diffusion.edm import EDMConfig, sample_sigma
 from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
+from openwfm.text.encoder import TextEncoderConfig, make_text_encoder
 from openwfm.train.config import TrainConfig
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
-
-
-@dataclass
-class TextConfig:
-    encoder: str = "minilm"  # minilm | t5
-    path: str = ""  # local model directory ("" = MiniLM from its wheel)
-    max_length: int = 64
-    dropout: float = 0.2  # prompts zeroed in training, for classifier-free guidance
-
-    def validate(self) -> None:
-        if self.encoder not in ("minilm", "t5"):
-            raise ConfigError(f"text.encoder must be 'minilm' or 't5', got '{self.encoder}'")
-        if self.encoder == "t5" and not self.path:
-            raise ConfigError("text.encoder=t5 needs text.path: a local T5 directory (nothing is downloaded)")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"text.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -47,7 +33,7 @@ class DiffusionRunConfig:
     edm: EDMConfig = field(default_factory=EDMConfig)
     v2w: Video2WorldConfig = field(default_factory=Video2WorldConfig)
     tokenizer: str = "cv4x8x8-s"  # shipped tokenizer name, or a tokenizer run / checkpoint directory
-    text: TextConfig = field(default_factory=TextConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
     stages: list[StageConfig] = field(default_factory=list)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, log_every=10))
@@ -77,56 +63,10 @@ register_preset(DiffusionRunConfig, "tiny")(lambda: _tiny())
 register_preset(DiffusionRunConfig, "tiny-v2w")(lambda: _tiny(v2w=Video2WorldConfig(enabled=True)))
 for _name in ("cosmos-1.0-7b", "cosmos-1.0-14b"):
     def _paper(n=_name) -> DiffusionRunConfig:
-        cfg = DiffusionRunConfig(model=get_preset(DiTConfig, n), tokenizer="", text=TextConfig("t5", "", 512))
+        cfg = DiffusionRunConfig(model=get_preset(DiTConfig, n), tokenizer="", text=TextEncoderConfig("t5", "", 512))
         cfg.train.optim.lr, cfg.train.optim.weight_decay, cfg.train.precision = 2.0 ** -15, 0.1, "bf16"
         return cfg
     register_preset(DiffusionRunConfig, _name)(_paper)
-
-
-def make_text_encoder(cfg: TextConfig, device: str = "cpu"):
-    from openwfm.text import make_encoder
-
-    return make_encoder(cfg.encoder, cfg.path, cfg.max_length, device)
-
-
-class LatentCodec:
-    """A frozen continuous tokenizer plus its latent normalization: pixels <-> EDM-scale latents."""
-
-    def __init__(self, tokenizer: str, sigma_data: float, device: str = "cpu"):
-        from openwfm.tokenizer.api import load_tokenizer
-
-        if not tokenizer:
-            raise ConfigError("tokenizer is empty: name a shipped tokenizer (e.g. cv4x8x8-s) or a tokenizer run")
-        self.model = load_tokenizer(tokenizer, device=device).requires_grad_(False)
-        cfg = self.model.cfg
-        if cfg.discrete:
-            raise ConfigError(f"{tokenizer}: the diffusion model needs a continuous tokenizer, got {cfg.kind}")
-        c = cfg.latent_channels
-        self.mean = torch.tensor(cfg.latents_mean or [0.0] * c, device=device)[:c].view(1, -1, 1, 1, 1)
-        self.std = torch.tensor(cfg.latents_std or [1.0] * c, device=device)[:c].view(1, -1, 1, 1, 1)
-        self.sigma_data = sigma_data
-        self._fingerprint: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """Hash of the tokenizer's weights (computed once): precomputed latents must come from it."""
-        if self._fingerprint is None:
-            from openwfm.diffusion.latents import fingerprint
-
-            self._fingerprint = fingerprint(self.model)
-        return self._fingerprint
-
-    def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw tokenizer latents -> EDM scale (zero mean, std sigma_data per channel)."""
-        return (z - self.mean) / self.std * self.sigma_data
-
-    @torch.no_grad()
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        return self.normalize(self.model.encode_latent(video.to(self.mean.device)))
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(z / self.sigma_data * self.std + self.mean)
 
 
 @register_task

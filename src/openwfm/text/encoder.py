@@ -18,9 +18,31 @@ import logging
 import os
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import torch
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TextEncoderConfig:
+    """The world models' text encoder (a run config's ``text`` section)."""
+
+    encoder: str = "minilm"  # minilm | t5
+    path: str = ""  # local model directory ("" = MiniLM from its wheel)
+    max_length: int = 64
+    dropout: float = 0.2  # prompts zeroed in training, for classifier-free guidance
+
+    def validate(self) -> None:
+        from openwfm.config import ConfigError
+
+        if self.encoder not in ("minilm", "t5"):
+            raise ConfigError(f"text.encoder must be 'minilm' or 't5', got '{self.encoder}'")
+        if self.encoder == "t5" and not self.path:
+            raise ConfigError("text.encoder=t5 needs text.path: a local T5 directory (nothing is downloaded)")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"text.dropout must be in [0, 1), got {self.dropout}")
 
 
 class TextError(ValueError):
@@ -161,6 +183,11 @@ def make_encoder(encoder: str = "minilm", path: str = "", max_length: int = 64, 
     else:
         raise TextError(f"unknown text encoder '{encoder}': minilm or t5")
     return CachedEncoder(enc, cache_dir)
+
+
+def make_text_encoder(cfg: TextEncoderConfig, device: str = "cpu") -> "TextEncoder":
+    """The encoder a run's ``text`` section names."""
+    return make_encoder(cfg.encoder, cfg.path, cfg.max_length, device)
 
 
 def sentence_embeddings(encoder: TextEncoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
