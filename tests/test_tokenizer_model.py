@@ -170,6 +170,37 @@ def test_bad_inputs_raise_clear_errors():
         model.decode(torch.zeros(1, 2, 4, 4, dtype=torch.long))
 
 
+def test_shortcut_starts_as_the_pca_of_its_clips():
+    """An untrained shortcut tokenizer's round trip equals the PCA round trip of the Haar coefficients (the
+    best linear code of its shape), stays causal, and trains: its convolutional paths get gradients."""
+    from openwfm.tokenizer.haar import haar_patch, haar_unpatch
+    from openwfm.tokenizer.model import pca_basis
+
+    cfg = make_config(TokenizerConfig, preset="tiny-CV4x8x8", overrides=[
+        "spatial_compression=4", "channels_mult=[1]", "attn_resolutions=[]", "shortcut=true", "latent_channels=12",
+        "z_channels=12"])
+    m = Tokenizer(cfg)
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool3d(torch.rand(3, 3, 9, 16, 16, generator=g) * 2 - 1, (1, 3, 3), 1, (0, 1, 1))
+    m.init_shortcut(x)
+    mean, basis = pca_basis(haar_patch(x, 4), 12)
+    coeffs = haar_patch(x, 4).movedim(1, -1) - mean
+    pca = haar_unpatch(((coeffs @ basis.T @ basis) + mean).movedim(-1, 1), 4)
+    with torch.no_grad():
+        y, _ = m(x)
+    torch.testing.assert_close(y, pca, atol=1e-5, rtol=0)
+    with torch.no_grad():  # causal: changing frames after the first 5 leaves the first 5 decoded frames alone
+        x2 = x.clone()
+        x2[:, :, 5:] = 0
+        torch.testing.assert_close(m(x2)[0][:, :, :5], y[:, :, :5], atol=1e-5, rtol=0)
+    (m(x)[0] - x).abs().mean().backward()
+    assert m.decoder.conv_out.temporal.weight.grad.abs().sum() > 0 and m.quant_conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="shortcut=true needs all compression in the Haar patcher"):
+        make_config(TokenizerConfig, preset="tiny-CV4x8x8", overrides=["shortcut=true"])
+    with pytest.raises(TokenizerError, match="shortcut=true"):
+        Tokenizer(make_config(TokenizerConfig, preset="tiny-CV4x8x8")).init_shortcut(x)
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="latent_channels must equal len"):
         make_config(TokenizerConfig, preset="DV8x8x8", overrides=["latent_channels=16"])
