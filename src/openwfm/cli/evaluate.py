@@ -23,8 +23,8 @@ _EV_MORE = typer.Argument(None, help="More rollout directories or JSON files.", 
 _EV_CKPT = typer.Option(None, "--checkpoint", "-c", help="Video2World run, checkpoint or shipped name (default: the shipped default-v2w).")
 _EV_BASE = typer.Option(False, "--baselines-only", help="No world model: baselines / real frames only.")
 _EV_INPUT = typer.Option(1, "--num-input-frames", min=1, help="Conditioning frames: 1 or 9 (Cosmos).")
-_EV_STEPS = typer.Option(35, "--steps", min=1, help="Sampler steps of the model.")
-_EV_GUIDANCE = typer.Option(7.0, "--guidance", help="Classifier-free guidance of the model.")
+_EV_STEPS = typer.Option(None, "--steps", min=1, help="Sampler steps of the model (default: as wfm generate).")
+_EV_GUIDANCE = typer.Option(None, "--guidance", help="Classifier-free guidance of the model (default: as wfm generate).")
 _EV_SEED = typer.Option(0, "--seed", help="Sampler seed of the model.")
 _EV_PROMPT = typer.Option("caption", "--prompt", help="'caption': each rollout's caption; anything else is the prompt itself ('' for none).")
 _EV_FRAMES = typer.Option(0, "--num-frames", min=0, help="Clip length (0: the model's, or 17 without a model).")
@@ -47,12 +47,19 @@ def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[
         raise typer.BadParameter("--checkpoint and --baselines-only exclude each other")
     if not baselines_only:
         checkpoint = checkpoint if checkpoint is not None else Path(DEFAULT_V2W)
-        pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, steps=steps, guidance=guidance,
-                                            seed=seed, num_frames=num_frames)
+        gen = {k: v for k, v in dict(steps=steps, guidance=guidance).items() if v is not None}
+        pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, seed=seed, num_frames=num_frames,
+                                            **gen)
         models[pred.name] = pred
         num_frames = num_frames or pred.pipe.clip_frames(pred.generate)
         resolution = resolution or pred.pipe.cfg.data.resolution
     return files, models, num_frames or 17, resolution or 64
+
+
+def _gen_used(models: dict) -> dict:
+    """The sampler settings the model rows actually ran with (defaults filled in)."""
+    g = next(iter(models.values())).generate if models else None
+    return {} if g is None else {"steps": g.steps, "guidance": g.guidance, "sampler": g.sampler}
 
 
 def _ev_table(result: dict, columns: list[tuple[str, str]], title: str) -> Table:
@@ -83,8 +90,8 @@ def _ev_progress(label: str, total: int):
 @eval_app.command("physics")
 def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MORE,
                  checkpoint: Optional[Path] = _EV_CKPT, baselines_only: bool = _EV_BASE,
-                 num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
-                 guidance: float = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
+                 num_input_frames: int = _EV_INPUT, steps: Optional[int] = _EV_STEPS,
+                 guidance: Optional[float] = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
                  num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
                  fit_on: str = typer.Option("clip", "--mask-fit", help="Colour model of the masks from the whole true clip ('clip') or the input frames ('input')."),
                  out_dir: Path = typer.Option(Path("eval/physics"), "--out", "-o", help="Where results.json and report.html go."),
@@ -102,7 +109,7 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
     prog, task = _ev_progress("physics", len(files))
     with prog:
         result = evaluate_physics(files, {**BASELINES, **models}, cfg, progress=lambda _: prog.advance(task))
-    result["config"].update(checkpoint=None if not models else str(checkpoint or "default-v2w"), steps=steps, guidance=guidance,
+    result["config"].update(checkpoint=None if not models else str(checkpoint or "default-v2w"), **_gen_used(models),
                             seed=seed, prompt=prompt)
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE)
@@ -114,8 +121,8 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
 @eval_app.command("consistency")
 def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MORE,
                      checkpoint: Optional[Path] = _EV_CKPT, baselines_only: bool = _EV_BASE,
-                 num_input_frames: int = _EV_INPUT, steps: int = _EV_STEPS,
-                     guidance: float = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
+                 num_input_frames: int = _EV_INPUT, steps: Optional[int] = _EV_STEPS,
+                     guidance: Optional[float] = _EV_GUIDANCE, seed: int = _EV_SEED, prompt: str = _EV_PROMPT,
                      num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
                      gap: int = typer.Option(2, "--gap", min=1, help="Frames between the two frames of a pair."),
                      matcher: str = typer.Option("klt", "--matcher", help="Correspondences: klt | sift."),
@@ -132,7 +139,7 @@ def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV
     with prog:
         result = evaluate_consistency(files, models, num_input_frames, num_frames, resolution,
                                       ConsistencyConfig(gap=gap, matcher=matcher), progress=lambda _: prog.advance(task))
-    result["config"].update(checkpoint=None if not models else str(checkpoint or "default-v2w"), steps=steps, guidance=guidance,
+    result["config"].update(checkpoint=None if not models else str(checkpoint or "default-v2w"), **_gen_used(models),
                             seed=seed, prompt=prompt)
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE.replace("no world model", "real frames only, no world model"))

@@ -17,29 +17,31 @@ app.add_typer(gen_app, name="generate")
 
 
 def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0):
+    """A GenerateConfig from the options; steps / guidance / sampler left unset keep its defaults (the
+    settings validated for the shipped model, shared with WorldPipeline.__call__)."""
     from openwfm.diffusion.pipeline import GenerateConfig
 
     h, w = _parse_size(size) if size else (0, 0)
-    return GenerateConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, sampler=sampler,
-                          negative_prompt=negative, num_frames=frames, height=h, width=w,
-                          num_input_frames=num_input_frames)
+    set_ = {k: v for k, v in dict(steps=steps, guidance=guidance, sampler=sampler).items() if v is not None}
+    return GenerateConfig(seed=seed, fps=fps, negative_prompt=negative, num_frames=frames, height=h, width=w,
+                          num_input_frames=num_input_frames, **set_)
 
 
 _CKPT = typer.Option(None, "--checkpoint", "-c", help="Diffusion run, checkpoint or shipped model name (default: the "
                      "shipped default-v2w; with --actions default-action).")
-_STEPS = typer.Option(35, "--steps", min=1, help="Sampler steps.")
-_GUIDANCE = typer.Option(7.0, "--guidance", help="Classifier-free guidance g (Cosmos form: cond + g(cond - uncond)).")
+_STEPS = typer.Option(None, "--steps", min=1, help="Sampler steps (default: GenerateConfig's, validated for the shipped model; docs/default-model.md).")
+_GUIDANCE = typer.Option(None, "--guidance", help="Classifier-free guidance g (Cosmos form: cond + g(cond - uncond); default: GenerateConfig's).")
 _SEED = typer.Option(0, "--seed")
 _FPS = typer.Option(12.0, "--fps", help="Frame rate of the output (and the model's temporal positions).")
-_SAMPLER = typer.Option("2ab", "--sampler", help="2ab | euler | heun")
+_SAMPLER = typer.Option(None, "--sampler", help="2ab | euler | heun (default: GenerateConfig's).")
 _NEG = typer.Option("", "--negative-prompt", help="What to steer away from (the unconditional branch).")
 _OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU except while they run.")
 _DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
 @gen_app.command("text2world")
 def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: Path = typer.Option(..., "--out", "-o"),
                         checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Text2World run or checkpoint (the shipped default is Video2World only)."),
-                        steps: int = _STEPS, guidance: float = _GUIDANCE,
-                        seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
+                        steps: Optional[int] = _STEPS, guidance: Optional[float] = _GUIDANCE,
+                        seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
                         size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),
                         offload: bool = _OFFLOAD, device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
@@ -63,8 +65,8 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          dst: Path = typer.Option(..., "--out", "-o"), prompt: str = typer.Option("", "--prompt", "-p"),
                          num_input_frames: int = typer.Option(0, "--num-input-frames", help="1 or 9 (0: as trained)."),
                          total: int = typer.Option(0, "--total-frames", help="Chain clips up to this many frames."),
-                         checkpoint: Optional[Path] = _CKPT, steps: int = _STEPS, guidance: float = _GUIDANCE,
-                         seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER, negative: str = _NEG,
+                         checkpoint: Optional[Path] = _CKPT, steps: Optional[int] = _STEPS, guidance: Optional[float] = _GUIDANCE,
+                         seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
                          size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
                          actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
@@ -108,7 +110,7 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Multi-view post-trained run or checkpoint."),
                        prompt: str = typer.Option("", "--prompt", "-p"),
                        trajectory: Optional[Path] = typer.Option(None, "--trajectory", help="JSON with the ego's 64-point future trajectory (a drive rollout's JSON works)."),
-                       steps: int = _STEPS, seed: int = _SEED, fps: float = _FPS, sampler: str = _SAMPLER,
+                       steps: Optional[int] = _STEPS, seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER,
                        device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
                        guardrail_config: Optional[Path] = _GUARD_CFG) -> None:
     """Multi-view driving: continue six tiled cameras jointly from the input's first frame."""
