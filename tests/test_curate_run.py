@@ -29,6 +29,9 @@ def inputs(real_video, tmp_path_factory):
     shutil.copy(bikes, d / "bikes_copy.mp4")  # a duplicate under another name
     shutil.copy(real_video("cup.mp4"), d / "cup.mp4")
     (d / "broken.mp4").write_bytes(os.urandom(5000))
+    from test_video import _cut
+
+    _cut(real_video("cup.mp4"), d / "cup_cut.mp4", 60)  # truncated: its decodable part is curated, as partial
     (d / "notes.txt").write_text("not a video")  # found but not curated: recorded as skipped
     (d / "gone.mp4").symlink_to(d / "nowhere.mp4")  # a dangling link
     return d
@@ -58,7 +61,10 @@ def test_every_input_and_clip_is_accounted_for(inputs, tmp_path):
     recs = _final(tmp_path / "out")
     ins = {r["path"].split("/")[-1]: r for (t, _), r in recs.items() if t == "input"}
     assert set(ins) == {"bikes.mp4", "bikes_copy.mp4", "cup.mp4", "broken.mp4", "missing.mp4", "notes.txt",
-                        "gone.mp4"}
+                        "gone.mp4", "cup_cut.mp4"}
+    cut = ins["cup_cut.mp4"]
+    assert cut["status"] == "partial" and cut["decoded"] < cut["declared"] == ins["cup.mp4"]["frames"]
+    assert "decoded" in cut["error"]
     assert ins["notes.txt"]["status"] == "skipped" and "not a video file extension" in ins["notes.txt"]["reason"]
     assert ins["gone.mp4"]["status"] == "skipped" and "dangling symbolic link" in ins["gone.mp4"]["reason"]
     assert ins["broken.mp4"]["status"] == "failed" and "unreadable video" in ins["broken.mp4"]["error"]
@@ -84,6 +90,7 @@ def test_every_input_and_clip_is_accounted_for(inputs, tmp_path):
     assert meta["encoder"].startswith("minilm") and meta["caption"] == recs[("clip", index[0].key)]["caption"]
     report = (tmp_path / "out" / "report.html").read_text()
     assert report.count("near-duplicate") >= 1 and "notes.txt" in report and "dangling" in report
+    assert "cup_cut.mp4" in report
     with pytest.raises(CurateError, match="--resume"):
         curate([inputs], tmp_path / "out", CFG)
 

@@ -114,7 +114,7 @@ def test_error_paths_name_the_file_and_cause(tmp_path, frames):
         if content is not None:
             path.write_bytes(content)
         with pytest.raises(VideoError, match=cause) as e:
-            read_video(path)
+            read_video(path, missing="error")
         assert str(path) in str(e.value)
     # moov atom at the end (no faststart), cut in the middle: the container index is gone
     encode(tmp_path / "late.mp4", frames, 12, "mp4", "libx264")
@@ -195,3 +195,40 @@ def test_resize_crop_pad(frames):
         center_crop(frames, (100, 100))
     with pytest.raises(ValueError):
         pad(frames, (10, 10))
+
+
+def _cut(src, dst, keep_frames: int):
+    """``src`` with the data of every frame after the first ``keep_frames`` (in file order) cut off."""
+    with av.open(str(src)) as c:
+        ends = sorted(p.pos + p.size for p in c.demux(c.streams.video[0]) if p.size)
+    dst.write_bytes(src.read_bytes()[: ends[keep_frames - 1]])
+    return dst
+
+
+@pytest.mark.parametrize("lost", [1, 2, 17])
+def test_missing_frames_one_rule_for_one_or_many(tmp_path, lost):
+    """A file whose last ``lost`` frames are cut off: read_video returns what decodes and counts the rest
+    (warn), or refuses (missing="error"); video info says present vs declared; convert warns, --strict
+    fails. The same for 1, 2 or many missing frames."""
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.video import count_frames
+
+    good = write_video(tmp_path / "good.mp4", moving_frames(t=30), fps=10)
+    bad = _cut(good, tmp_path / "cut.mp4", 30 - lost)
+    present, declared, problem = count_frames(bad)
+    assert declared == 30 and present < 30
+    v = read_video(bad)
+    assert v.missing == 30 - len(v.frames) >= lost - 1 and v.missing >= 1
+    with pytest.raises(VideoError, match="truncated or damaged: decoded"):
+        read_video(bad, missing="error")
+    res = CliRunner().invoke(app, ["video", "info", str(bad), "--json"])
+    info = __import__("json").loads(res.output)[0]
+    assert res.exit_code == 0 and info["frames_declared"] == 30 and info["frames_present"] == present
+    assert "declare" in CliRunner().invoke(app, ["video", "info", str(bad)]).output
+    res = CliRunner().invoke(app, ["video", "convert", str(bad), str(tmp_path / "out.mp4")])
+    assert res.exit_code == 0 and "could not be read" in res.output
+    res = CliRunner().invoke(app, ["video", "convert", str(bad), str(tmp_path / "strict.mp4"), "--strict"])
+    assert res.exit_code != 0 and "truncated" in str(res.exception)
+    assert read_video(good).missing == 0

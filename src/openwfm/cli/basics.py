@@ -55,20 +55,28 @@ def sim(scenario: str = typer.Argument(..., help="falling | push | orbit"),
 @video_app.command("info")
 def video_info(files: List[Path] = typer.Argument(..., help="Video files."),
                as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Print size, frame rate, frame count, duration and codec of each video."""
+    """Print size (WxH), frame rate, frame count, duration and codec of each video. Frames: those present
+    (counted by demuxing, no decoding) and, where the container says, how many it declares; "~" marks a
+    count estimated from the duration."""
     from dataclasses import asdict
 
-    from openwfm.video import probe
+    from openwfm.video import count_frames, probe
 
     infos = [probe(f) for f in files]
+    counts = [count_frames(f) for f in files]
     if as_json:
-        out.print_json(json.dumps([asdict(i) for i in infos]))
+        out.print_json(json.dumps([asdict(i) | {"frames_present": n, "frames_declared": d, "problem": why}
+                                   for i, (n, d, why) in zip(infos, counts)]))
         return
     table = Table("file", "size", "fps", "frames", "duration", "codec", "container")
-    for i in infos:
-        table.add_row(i.path, f"{i.width}x{i.height}", f"{i.fps:.3f}", f"{i.num_frames}{'' if i.exact else '~'}",
-                      f"{i.duration:.2f} s", i.codec, i.container)
+    for i, (n, declared, why) in zip(infos, counts):
+        frames = f"{n}" if n == declared else (f"{n} of {declared} declared" if declared else f"{n}")
+        table.add_row(i.path, f"{i.width}x{i.height}", f"{i.fps:.3f}", frames, f"{i.duration:.2f} s", i.codec,
+                      i.container)
     out.print(table)
+    for i, (n, declared, why) in zip(infos, counts):
+        if why:
+            out.print(f"[yellow]{i.path}: {why}[/]", highlight=False)
 
 
 @video_app.command("convert")
@@ -78,11 +86,16 @@ def video_convert(src: Path = typer.Argument(..., help="Input video (anything FF
                   step: int = typer.Option(1, "--step", min=1, help="Keep every n-th frame."),
                   start: float = typer.Option(0.0, "--start", help="Start time, seconds."),
                   end: Optional[float] = typer.Option(None, "--end", help="End time, seconds."),
-                  crf: int = typer.Option(18, "--crf", help="H.264 quality (0 lossless .. 51 worst).")) -> None:
-    """Cut, subsample, resize and re-encode a video to H.264 mp4 or GIF."""
+                  crf: int = typer.Option(18, "--crf", help="H.264 quality (0 lossless .. 51 worst)."),
+                  strict: bool = typer.Option(False, "--strict", help="Fail when any declared frame cannot be read (default: warn and convert what decodes).")) -> None:
+    """Cut, subsample, resize and re-encode a video to H.264 mp4 or GIF. Frames the input declares but that
+    cannot be read (a truncated file) are reported; --strict makes that an error."""
     from openwfm.video import VideoError, pad_to_multiple, read_video, resize, write_gif, write_video
 
-    video = read_video(src, step=step, start_time=start, end_time=end)
+    video = read_video(src, step=step, start_time=start, end_time=end, missing="error" if strict else "ignore")
+    if video.missing:
+        out.print(f"[yellow]warning: {src}: {video.missing} declared frames could not be read (truncated or "
+                  "damaged); converting the frames that decode (--strict to refuse)[/]", highlight=False)
     frames = resize(video.frames, _parse_size(size)) if size else video.frames
     if dst.suffix.lower() == ".gif":
         write_gif(dst, frames, video.fps)

@@ -5,8 +5,9 @@ as work finishes; the latest record of an id is its state. A crash (even ``kill 
 line being written — a torn last line is ignored on reading — so ``--resume`` knows exactly what is done.
 
 Records:
-- input: ``{"type": "input", "id", "path", "status": "started" | "done" | "failed" | "skipped", "error"?,
-  "reason"? (skipped: not a video extension, a dangling link), "clips"?}``
+- input: ``{"type": "input", "id", "path", "status": "started" | "done" | "partial" | "failed" | "skipped",
+  "error"?, "reason"? (skipped: not a video extension, a dangling link), "decoded"? / "declared"? (partial: a
+  truncated or damaged file, its decodable part curated), "clips"?}``
 - clip:  ``{"type": "clip", "id", "input", "start", "end", "status": "kept" | "dropped" | "failed",
   "reason"?, "error"?, "scores"?, ...}`` — ``start``/``end`` in seconds of the source.
 - stage: ``{"type": "stage", "id": "<name>", "status": "done", ...}`` for whole-run stages (dedup, shard).

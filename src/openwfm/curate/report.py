@@ -50,6 +50,7 @@ def write_report(out_dir: str | Path) -> Path:
     reasons = Counter(c.get("reason", "").split(":")[0] for c in clips if c["status"] == "dropped")
     failed = [(i["path"], i.get("error", "")) for i in inputs if i["status"] == "failed"]
     skipped = [(i["path"], i.get("reason", "")) for i in inputs if i["status"] == "skipped"]
+    partial = [(i["path"], i.get("error", "")) for i in inputs if i["status"] == "partial"]
     counts = m.counts()
     doc = ["<!doctype html><meta charset=utf-8><title>openwfm curation report</title>",
            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px}figure{display:inline-block;"
@@ -61,6 +62,8 @@ def write_report(out_dir: str | Path) -> Path:
     doc += [f"<tr><td>{html.escape(r)}</td><td>{n}</td></tr>" for r, n in reasons.most_common()]
     doc.append("</table><h2>Failed inputs</h2><table>")
     doc += [f"<tr><td>{html.escape(p)}</td><td>{html.escape(e)}</td></tr>" for p, e in failed]
+    doc.append("</table><h2>Partial inputs (truncated or damaged: the decodable part curated)</h2><table>")
+    doc += [f"<tr><td>{html.escape(p)}</td><td>{html.escape(e)}</td></tr>" for p, e in partial]
     doc.append("</table><h2>Skipped paths (not curated)</h2><table>")
     doc += [f"<tr><td>{html.escape(p)}</td><td>{html.escape(e)}</td></tr>" for p, e in skipped]
     doc.append("</table><h2>Scores</h2>" + "".join(rows) + "<h2>Kept clips</h2>" + "".join(thumbs))

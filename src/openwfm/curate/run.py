@@ -35,7 +35,7 @@ def pending_inputs(inputs: list[Path], manifest: Manifest) -> list[Path]:
     for p in inputs:
         iid = input_id(p)
         rec = manifest.get("input", iid)
-        if iid in seen or (rec and rec["status"] in ("done", "failed")):
+        if iid in seen or (rec and rec["status"] in ("done", "partial", "failed", "skipped")):
             continue
         seen.add(iid)
         out.append(p)

@@ -63,6 +63,7 @@ class CurateConfig:
     type_filter: bool = True  # video-type classifier (skipped when its weights are not installed)
     aesthetic: AestheticConfig = field(default_factory=AestheticConfig)
     aesthetic_filter: bool = True  # learned looks score (skipped when its weights are not installed)
+    partial: str = "keep"  # an input whose declared frames do not all decode: keep the decodable part, or drop it
     fps: float = 0.0  # transcode frame rate (0: keep the source's)
     short_side: int = 256  # transcode size (0: keep)
     crf: int = 18
@@ -134,7 +135,11 @@ def small_frames_of(path: str | os.PathLike, size: tuple[int, int]) -> tuple[np.
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
-        for frame in c.decode(stream):
+        try:
+            decoded = list(_decode_until_error(c, stream))
+        except av.error.FFmpegError:
+            decoded = []
+        for frame in decoded:
             if frame.format.name in ("yuv420p", "yuvj420p") and frame.height % 2 == 0 and frame.width % 2 == 0:
                 planes = frame.to_ndarray()  # (H * 3/2, W): Y, then U and V quarter planes
                 fh, fw = frame.height, frame.width
@@ -148,6 +153,15 @@ def small_frames_of(path: str | os.PathLike, size: tuple[int, int]) -> tuple[np.
     if not frames:
         raise ValueError("no decodable video frames")
     return np.stack(frames).astype(np.float32) / 255, fps
+
+
+def _decode_until_error(container, stream):
+    """Frames of ``stream`` in decoding order, stopping (not raising) where the data ends or breaks: the
+    caller compares the count with what the container declares (a truncated input is ``partial``)."""
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as e:
+        log.warning("%s: decoding stopped early (%s)", container.name, e)
 
 
 def _transcode(frames: np.ndarray, src_fps: float, cfg: CurateConfig) -> tuple[np.ndarray, float]:
@@ -184,7 +198,9 @@ def _looks_frames(frames: np.ndarray, num: int = 4, short_side: int = 256) -> np
 
 def split_input(path: str | os.PathLike, cfg: CurateConfig) -> tuple[dict, list[dict], list[dict]]:
     """Stage 1 (split): (input record, dropped-clip records, clip jobs). The input record's status is
-    ``done`` (its clip count is added once its clips are finished) or ``failed`` (unreadable: quarantined)."""
+    ``done`` (its clip count is added once its clips are finished), ``partial`` (some declared frames do not
+    decode: ``decoded`` / ``declared`` recorded, the decodable part curated; ``cfg.partial="drop"`` fails it
+    instead) or ``failed`` (unreadable: quarantined)."""
     path = Path(path)
     iid = input_id(path)
     base = {"type": "input", "id": iid, "path": str(path)}
@@ -192,15 +208,26 @@ def split_input(path: str | os.PathLike, cfg: CurateConfig) -> tuple[dict, list[
         small, fps = small_frames_of(path, cfg.split.size)
         if fps <= 0:
             raise ValueError("the stream has no frame rate")
+        from openwfm.video import count_frames
+
+        present, declared, problem = count_frames(path)
     except Exception as e:  # noqa: BLE001 - any unreadable input is quarantined, never fatal
         return {**base, "status": "failed", "error": f"unreadable video: {type(e).__name__}: {e}"}, [], []
+    expected = max(present, declared)
+    if len(small) < expected:  # truncated or damaged: accounted for, by the configured policy
+        note = {"decoded": len(small), "declared": expected,
+                "error": f"decoded {len(small)} of {expected} frames" + (f" ({problem})" if problem else "")}
+        if cfg.partial == "drop":
+            return {**base, "status": "failed", **note, "error": note["error"] + "; partial=drop"}, [], []
+        base = {**base, **note}
     transitions = find_transitions(small, cfg.split)
     kept, dropped = clips(shots(len(small), transitions), fps, cfg.rules)
     dropped_recs = [{"type": "clip", "id": f"{iid}-d{k:03d}", "input": iid, "status": "dropped", "reason": reason,
                      "start": s / fps, "end": e / fps} for k, (s, e, reason) in enumerate(dropped)]
     jobs = [{"rec": {"type": "clip", "id": f"{iid}-{k:04d}", "input": iid, "start": s / fps, "end": e / fps,
                      "source": str(path)}, "frames": (s, e), "fps": fps} for k, (s, e) in enumerate(kept)]
-    return ({**base, "status": "done", "fps": fps, "frames": len(small), "transitions": len(transitions)},
+    status = "partial" if "declared" in base else "done"
+    return ({**base, "status": status, "fps": fps, "frames": len(small), "transitions": len(transitions)},
             dropped_recs, jobs)
 
 
@@ -280,7 +307,7 @@ def annotate_clip(rec: dict, out_dir: str | os.PathLike, vlm=None, text_encoder=
 
 def finish_input(input_rec: dict, dropped: list[dict], clip_recs: list[dict]) -> list[dict]:
     """An input's manifest records, written together once all its clips are done: clips, then the input."""
-    if input_rec["status"] == "done":
+    if input_rec["status"] in ("done", "partial"):
         input_rec = {**input_rec, "clips": sum(r["status"] == "kept" for r in clip_recs)}
     return [*dropped, *clip_recs, input_rec]
 

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 120.0  # wall-clock bound on one read, whatever the file does
 MAX_BAD_PACKETS = 32  # undecodable packets in a row tolerated before a file is called corrupt
-TRUNCATION_SLACK = 1  # frames a container may over-declare before a read is called truncated
 
 
 class VideoError(OpenWFMError):
@@ -62,6 +61,7 @@ class Video:
     fps: float  # rate of ``frames`` (the source rate divided by ``step``)
     indices: np.ndarray  # source frame index of each frame
     info: VideoInfo
+    missing: int = 0  # frames declared in the range that could not be read (truncated / damaged file)
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -138,7 +138,9 @@ class _Index:
 
     pts: np.ndarray | None  # None when the stream cannot be indexed by timestamp
     keyframe_pts: np.ndarray
-    packets: int  # non-empty packets, i.e. coded frames
+    packets: int  # non-empty packets, i.e. coded frames present
+    declared: int = 0  # frames the container declares (0: it does not say)
+    problem: str = ""  # why demuxing stopped early, if it did
 
 
 _INDEX_CACHE: dict[tuple, _Index] = {}
@@ -153,7 +155,7 @@ def _packet_index(path, deadline: float) -> _Index:
     try:
         stream = _video_stream(container, path)
         fmt, declared = container.format.name, stream.frames
-        pts, keys = [], []
+        pts, keys, problem = [], [], ""
         try:
             for packet in container.demux(stream):
                 if time.monotonic() > deadline:
@@ -163,33 +165,47 @@ def _packet_index(path, deadline: float) -> _Index:
                     if packet.is_keyframe:
                         keys.append(packet.pts)
         except av.error.FFmpegError as e:
-            raise VideoError(path, f"truncated or corrupt container: demuxing stopped after {len(pts)} "
-                                   f"frames ({_why(e)})") from e
+            if not pts:
+                raise VideoError(path, f"truncated or corrupt container: no frame could be read ({_why(e)})") from e
+            problem = f"truncated or corrupt container: demuxing stopped after {len(pts)} frames ({_why(e)})"
     finally:
         container.close()
     if not pts:
         raise VideoError(path, "contains no video frames")
-    if any(f in fmt.split(",") for f in ("mov", "mp4")) and declared and len(pts) < declared - TRUNCATION_SLACK:
-        raise VideoError(path, f"truncated: {len(pts)} of the {declared} frames the container declares are present")
+    if not problem and declared and len(pts) < declared:
+        problem = f"truncated: {len(pts)} of the {declared} frames the container declares are present"
     ok = any(f in fmt.split(",") for f in SEEKABLE_FORMATS) and None not in pts and None not in keys \
-        and len(set(pts)) == len(pts)
+        and len(set(pts)) == len(pts) and not problem
     index = _Index(np.sort(np.asarray(pts, dtype=np.int64)) if ok else None,
-                   np.sort(np.asarray(keys if ok else [], dtype=np.int64)), len(pts))
+                   np.sort(np.asarray(keys if ok else [], dtype=np.int64)), len(pts), max(declared, 0), problem)
     if len(_INDEX_CACHE) > 64:
         _INDEX_CACHE.clear()
     _INDEX_CACHE[key] = index
     return index
 
 
+def count_frames(path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[int, int, str]:
+    """(frames present, frames the container declares (0: unknown), problem or ""), by demuxing without
+    decoding: what ``wfm video info`` reports beside the header's claim."""
+    index = _packet_index(path, time.monotonic() + timeout)
+    return index.packets, index.declared, index.problem
+
+
 def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None, step: int = 1, *,
                start_time: float | None = None, end_time: float | None = None,
-               timeout: float = DEFAULT_TIMEOUT_S) -> Video:
+               timeout: float = DEFAULT_TIMEOUT_S, missing: str = "warn") -> Video:
     """Decode frames ``[start, end)`` taking every ``step``-th, or the time window ``[start_time, end_time)``.
 
     A frame's index is its rank in presentation order (in containers with reliable timestamps) or in
     decoding order (AVI, GIF, broken timestamps). Reads seek to the keyframe before ``start`` where the
     container allows, so a range read returns exactly the frames of a full read whose index is in range.
+
+    Frames the container declares in the range but that cannot be read (a truncated or damaged file) are
+    counted in ``Video.missing``, one rule for one frame or many: ``missing="warn"`` logs a warning naming
+    the file and returns the frames that decoded, ``"error"`` raises ``VideoError``, ``"ignore"`` is silent.
     """
+    if missing not in ("warn", "error", "ignore"):
+        raise ValueError(f"missing must be 'warn', 'error' or 'ignore', got '{missing}'")
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
     info = probe(path)
@@ -204,18 +220,26 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None, 
         raise VideoError(path, f"empty frame range [{start}, {end})")
     deadline = time.monotonic() + timeout
     index = _packet_index(path, deadline)
+    total = max(index.packets, index.declared)
+    if start >= total:
+        raise VideoError(path, f"frame {start} is past the end (the video has {total} frames)")
     if start >= index.packets:
-        raise VideoError(path, f"frame {start} is past the end (the video has {index.packets} frames)")
+        raise VideoError(path, f"truncated: frame {start} is missing ({index.problem})")
     try:
         frames, indices, seen = _collect(_decode(path, index, start, end, deadline, by_pts=True), start, step)
     except _Unordered:  # the decoder's timestamps are unusable: count frames in decoding order instead
         frames, indices, seen = _collect(_decode(path, index, start, end, deadline, by_pts=False), start, step)
-    expected = min(end or index.packets, index.packets) - start
     if not frames:
         raise VideoError(path, "contains no decodable video frames")
-    if seen < expected - TRUNCATION_SLACK:
-        raise VideoError(path, f"corrupt: decoded {seen} of the {expected} frames in [{start}, {start + expected})")
-    return Video(np.stack(frames), info.fps / step, np.asarray(indices), info)
+    expected = min(end or total, total) - start
+    lost = max(0, expected - seen)
+    if lost and missing != "ignore":
+        why = f" ({index.problem})" if index.problem else " (undecodable data)"
+        msg = f"truncated or damaged: decoded {seen} of the {expected} frames in [{start}, {start + expected}){why}"
+        if missing == "error":
+            raise VideoError(path, msg)
+        log.warning("%s: %s", path, msg)
+    return Video(np.stack(frames), info.fps / step, np.asarray(indices), info, lost)
 
 
 class _Unordered(Exception):
