@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from openwfm.config import make_config
+from openwfm.config import ConfigError, make_config
 from openwfm.train import checkpoint as ckpt
 from openwfm.train.config import EMAConfig, OptimConfig
 from openwfm.train.ema import EMA, ema_beta, gamma_from_sigma_rel, sigma_rel_from_gamma
@@ -60,7 +60,7 @@ def test_lr_mult_scales_the_named_parameters_only():
     assert lr_of[id(named["1.0.weight"])] == (0.1, 0.1) and lr_of[id(named["1.1.weight"])] == (0.1, 0.1)
     assert lr_of[id(named["1.1.bias"])] == (0.005, 0.0)  # the longest prefix wins
     assert len(lr_of) == len(named)
-    with pytest.raises(ValueError, match="match no parameter"):
+    with pytest.raises(ConfigError, match="match no parameter"):
         build_optimizer(net, OptimConfig(lr_mult={"head": 2.0}))
 
 

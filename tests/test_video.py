@@ -232,3 +232,17 @@ def test_missing_frames_one_rule_for_one_or_many(tmp_path, lost):
     res = CliRunner().invoke(app, ["video", "convert", str(bad), str(tmp_path / "strict.mp4"), "--strict"])
     assert res.exit_code != 0 and "truncated" in str(res.exception)
     assert read_video(good).missing == 0
+
+
+def test_files_follow_the_umask(tmp_path):
+    """mkstemp and safetensors create 0600 files; what openwfm writes follows the umask instead."""
+    import os
+
+    import torch
+
+    from openwfm.files import UMASK, save_safetensors
+
+    want = 0o666 & ~UMASK
+    v = write_video(tmp_path / "a.mp4", moving_frames(t=4, h=16, w=16), fps=8)
+    s = save_safetensors({"x": torch.ones(2)}, tmp_path / "w.safetensors")
+    assert os.stat(v).st_mode & 0o777 == want and os.stat(s).st_mode & 0o777 == want

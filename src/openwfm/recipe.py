@@ -36,9 +36,9 @@ class RecipeConfig:
     num_frames: int = 17
     clip_step: int = 4  # precomputed latents: overlapping clips start every clip_step frames of a rollout
     workers: int = 2  # simulator processes
-    tokenizer_steps: int = 3000
-    v2w_steps: int = 10000
-    action_steps: int = 6000
+    tokenizer_steps: int = 1000
+    v2w_steps: int = 4000
+    action_steps: int = 1000
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), 32 latent channels, one
     # 64-wide level beside a linear shortcut that starts as the PCA of the training clips (so training starts
     # at the best linear code and the shortcut moves 10x slower than the convolutions), L1
@@ -52,8 +52,7 @@ class RecipeConfig:
     v2w: list[str] = field(default_factory=lambda: [
         "v2w.input_frame_choices=[0,1,1,9]", "v2w.residual=true", "v2w.residual_sigma_data=0.25",
         "model.in_channels=32", "model.out_channels=32", "model.patch_spatial=2", "model.model_channels=192",
-        "model.num_heads=6", "model.num_blocks=4", "edm.P_mean=-1.2", "edm.P_std=1.4", "data.batch_size=8",
-        "train.precision=bf16"])
+        "model.num_heads=6", "model.num_blocks=4", "edm.P_mean=-1.2", "edm.P_std=1.4", "data.batch_size=8"])
     # the action-conditioned variant, post-trained from the Video2World model on push rollouts' latents: each
     # latent frame gets its actions and its displacement since the first frame; the new MLP learns 10x faster
     action: list[str] = field(default_factory=lambda: [
@@ -226,7 +225,8 @@ def _data_card(counts: dict, cfg: RecipeConfig) -> str:
 
 
 def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, data: str) -> Path:
-    """Export the recipe's tokenizer run with latent statistics from 16 training clips."""
+    """Export the recipe's tokenizer run with latent statistics from 16 training clips (one std shared by all
+    channels for a shortcut tokenizer: its PCA-like channels keep their relative scales)."""
     from openwfm.data import DataConfig, load_index
     from openwfm.data.dataset import ClipDataset
     from openwfm.tokenizer import pretrained as tok
@@ -243,7 +243,7 @@ def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, 
     steps = int(json.loads((ckpt / "trainer.json").read_text())["step"])
     card = {"steps": steps, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
             "recipe": "wfm recipe default (step tokenizer)", "data": data}
-    return tok.export(model, config, dst, card, clips=clips, overwrite=True)
+    return tok.export(model, config, dst, card, clips=clips, overwrite=True, shared_std=model.cfg.shortcut)
 
 
 def _install(src: Path, dst: Path) -> None:

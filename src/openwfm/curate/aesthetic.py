@@ -103,12 +103,12 @@ def aesthetic_decision(scores: dict, cfg: AestheticConfig | None = None) -> str 
 
 def save_head(head: AestheticHead, out: str | Path, info: dict) -> Path:
     """Write ``model.safetensors`` (vectors in float16: a few KB) and ``config.json`` (training facts)."""
-    from safetensors.torch import save_file
+    from openwfm.files import save_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
     state = {k: v.half() if k in ("mean", "linear.weight") else v for k, v in state.items()}
-    save_file(state, str(out / "model.safetensors"))
+    save_safetensors(state, str(out / "model.safetensors"))
     (out / "config.json").write_text(json.dumps(info, indent=1))
     return out

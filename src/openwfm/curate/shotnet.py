@@ -100,11 +100,11 @@ def load_shotnet(path: str | Path | None = None) -> ShotNet:
 
 
 def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict) -> Path:
-    from safetensors.torch import save_file
+    from openwfm.files import save_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     widths = [b.bn.num_features for b in model.blocks]
     (out / "config.json").write_text(json.dumps({"widths": widths, "hist_bins": model.hist_bins,
                                                  "threshold": threshold, **info}, indent=1))

@@ -292,11 +292,11 @@ def annotate_clip(rec: dict, out_dir: str | os.PathLike, vlm=None, text_encoder=
         text, how = caption(frames, rec["scores"], rec["source"], vlm)
         rec = {**rec, "caption": text, "caption_source": how}
         if text_encoder is not None:
-            from safetensors.torch import save_file
+            from openwfm.files import save_safetensors
 
             emb, mask = text_encoder.encode([text])
             path = out / "clips" / f"{rec['id']}.text.safetensors"
-            save_file({"embedding": emb[0, : int(mask[0].sum())].half().contiguous()}, str(path) + ".tmp",
+            save_safetensors({"embedding": emb[0, : int(mask[0].sum())].half().contiguous()}, str(path) + ".tmp",
                       metadata={"encoder": text_encoder.name, "caption": text})
             os.replace(str(path) + ".tmp", path)
         return rec

@@ -99,10 +99,10 @@ def type_decision(scores: dict, cfg: TypeConfig | None = None) -> str | None:
 
 
 def save_classifier(model: TypeClassifier, out: str | Path, info: dict) -> Path:
-    from safetensors.torch import save_file
+    from openwfm.files import save_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     (out / "config.json").write_text(json.dumps({"classes": CLASSES, **info}, indent=1))
     return out

@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from openwfm.errors import OpenWFMError
+from openwfm.files import as_umask
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +344,7 @@ def _write_json(path: Path, doc: dict) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, separators=(",", ":"))
+        as_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except OSError as e:
         log.warning("%s: cannot write the index (%s); using it in memory only", path, e)

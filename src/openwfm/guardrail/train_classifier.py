@@ -111,14 +111,14 @@ def train(cfg: TrainConfig, encoder=None) -> dict:
 
 def save_head(out: str | Path, layers: list[tuple[torch.Tensor, torch.Tensor]], meta: dict) -> Path:
     """Write ``classifier.safetensors`` and ``classifier.json`` into the directory ``out``; return the former."""
-    from safetensors.torch import save_file
+    from openwfm.files import save_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for i, (w, b) in enumerate(layers):
         tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"] = w.contiguous(), b.contiguous()
-    save_file(tensors, str(out / HEAD), metadata={"format": "openwfm prompt classifier head"})
+    save_safetensors(tensors, str(out / HEAD), metadata={"format": "openwfm prompt classifier head"})
     (out / HEAD).chmod(0o644)  # safetensors writes 0600; the head ships inside the package
     (out / META).write_text(json.dumps(meta, indent=1) + "\n")
     return out / HEAD

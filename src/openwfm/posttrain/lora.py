@@ -66,9 +66,9 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_lora(model: nn.Module, path: str | os.PathLike, meta: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
+    from openwfm.files import save_safetensors
 
-    save_file({k: v.contiguous() for k, v in lora_state_dict(model).items()}, str(path), metadata=meta or {})
+    save_safetensors({k: v.contiguous() for k, v in lora_state_dict(model).items()}, str(path), metadata=meta or {})
 
 
 def load_lora(model: nn.Module, path_or_state: str | os.PathLike | dict) -> None:

@@ -196,12 +196,12 @@ class CaptionIndex:
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write ``captions.json``, ``embeddings.safetensors`` and ``index.json`` (last) to ``out_dir``."""
-        from safetensors.torch import save_file
+        from openwfm.files import save_safetensors
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / CAPTIONS).write_text(json.dumps(self.captions, ensure_ascii=False, indent=0), encoding="utf-8")
-        save_file({"embeddings": self.embeddings.float().contiguous()}, str(out / EMBEDDINGS))
+        save_safetensors({"embeddings": self.embeddings.float().contiguous()}, str(out / EMBEDDINGS))
         doc = {"version": VERSION, "encoder": self.encoder_name, "dim": self.dim, "count": len(self),
                "sources": self.sources}
         (out / INDEX).write_text(json.dumps(doc, indent=1), encoding="utf-8")

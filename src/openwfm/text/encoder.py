@@ -161,11 +161,11 @@ class CachedEncoder(TextEncoder):
             for p, e, m in zip(todo, emb, mask):
                 found[p] = self.memory[p] = (e, m)
                 if self.dir is not None:
-                    from safetensors.torch import save_file
+                    from openwfm.files import save_safetensors
 
                     self.dir.mkdir(parents=True, exist_ok=True)
                     tmp = self._file(p).with_suffix(".tmp")
-                    save_file({"emb": e.contiguous(), "mask": m.to(torch.uint8)}, str(tmp))
+                    save_safetensors({"emb": e.contiguous(), "mask": m.to(torch.uint8)}, str(tmp))
                     os.replace(tmp, self._file(p))
         return torch.stack([found[p][0] for p in prompts]), torch.stack([found[p][1] for p in prompts])
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from openwfm.files import save_safetensors
 from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, tiled
 from openwfm.tokenizer.fsq import indices_to_codes
 from openwfm.tokenizer.model import Tokenizer, TokenizerError, pad_frames
@@ -86,7 +87,7 @@ def prepare(frames: np.ndarray, model: Tokenizer) -> tuple[torch.Tensor, int]:
 def save_latent(path: str | os.PathLike, z: torch.Tensor, model: Tokenizer, meta: dict) -> Path:
     key = "indices" if not z.is_floating_point() else "latent"
     info = {"tokenizer": model.cfg.kind, "config": model.cfg.__dict__, **meta}
-    save_file({key: z.contiguous().cpu()}, str(path), metadata={"openwfm": json.dumps(info, default=str)})
+    save_safetensors({key: z.contiguous().cpu()}, str(path), metadata={"openwfm": json.dumps(info, default=str)})
     return Path(path)
 
 

@@ -39,18 +39,25 @@ def find(checkpoint: str | os.PathLike) -> Path:
 
 
 @torch.no_grad()
-def latent_stats(model: Tokenizer, clips: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+def latent_stats(model: Tokenizer, clips: list[torch.Tensor], shared_std: bool = False
+                 ) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of a continuous tokenizer's latents over ``clips`` (each (B, 3, T, H, W)),
-    for normalizing latents before a diffusion model sees them (config ``latents_mean`` / ``latents_std``)."""
+    for normalizing latents before a diffusion model sees them (config ``latents_mean`` / ``latents_std``).
+    ``shared_std``: one std for every channel (the root of the mean per-channel variance), so the latent keeps
+    its channels' relative scales: for a PCA-like code (``shortcut`` tokenizers) the diffusion loss then
+    weighs channels as pixel-space MSE does, instead of whitening faint detail channels up to the main ones."""
     if model.cfg.discrete:
         raise TokenizerError("latent statistics are for continuous tokenizers; FSQ codes are already bounded")
     zs = [model.encode_latent(x).movedim(1, -1).reshape(-1, model.cfg.latent_channels) for x in clips]
     z = torch.cat(zs).double()
-    return z.mean(0).tolist(), z.std(0).clamp_min(1e-6).tolist()
+    std = z.std(0).clamp_min(1e-6)
+    if shared_std:
+        std = std.pow(2).mean().sqrt().expand_as(std)
+    return z.mean(0).tolist(), std.tolist()
 
 
 def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dict,
-           clips: list[torch.Tensor] | None = None, overwrite: bool = False) -> Path:
+           clips: list[torch.Tensor] | None = None, overwrite: bool = False, shared_std: bool = False) -> Path:
     """Write ``model`` (its current weights) as an exported tokenizer: config.json (``config`` with the
     model's config and, given ``clips``, the latent statistics), model.safetensors, card.json, index.json.
     Written beside ``out_dir`` and renamed into place, so a failed export leaves nothing half done."""
@@ -61,7 +68,7 @@ def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dic
         raise TokenizerError(f"{out}: already exists (pass overwrite to replace it)")
     cfg = dataclasses.replace(model.cfg)  # the statistics go to the file, not onto the caller's model
     if clips and not cfg.discrete:
-        cfg.latents_mean, cfg.latents_std = latent_stats(model, clips)
+        cfg.latents_mean, cfg.latents_std = latent_stats(model, clips, shared_std)
     config = {**config, "task": "tokenizer", "model": dict(cfg.__dict__)}
     return publish_model(out, model.state_dict(), config, {"kind": cfg.kind, **card}, int(card.get("steps", 0)),
                          metadata={"kind": cfg.kind})

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from openwfm.errors import OpenWFMError
-from openwfm.train.distributed import DistEnv, barrier, gather_objects
+from openwfm.files import save_safetensors
 from openwfm.train import safe_dcp
+from openwfm.train.distributed import DistEnv, barrier, gather_objects
 from openwfm.train.safe_dcp import METADATA, UnsafeFileError, read_metadata, read_part
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def publish_model(out: str | os.PathLike, state: dict[str, torch.Tensor], config
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, str(tmp / "model.safetensors"),
+    save_safetensors({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, str(tmp / "model.safetensors"),
               metadata=metadata)
     (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
     (tmp / "card.json").write_text(json.dumps(card, indent=1, default=str))
@@ -260,17 +261,17 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
         osd = get_optimizer_state_dict(model, optimizer, options=opts)
         ema_sd = _safetensors_ready(ema.state_dict()) if ema is not None else None
         if env.is_main:
-            save_file(_safetensors_ready(msd), tmp / "model.safetensors")
+            save_safetensors(_safetensors_ready(msd), tmp / "model.safetensors")
             note("model.safetensors")
             if ema_sd is not None:
-                save_file(ema_sd, tmp / "ema.safetensors")
+                save_safetensors(ema_sd, tmp / "ema.safetensors")
                 note("ema.safetensors")
             tensors, meta = flatten_optimizer(osd)
-            save_file(_safetensors_ready(tensors), tmp / "optimizer.safetensors")
+            save_safetensors(_safetensors_ready(tensors), tmp / "optimizer.safetensors")
             (tmp / "optimizer.json").write_text(json.dumps(meta, indent=1))
             note("optimizer.safetensors")
     if env.is_main:
-        save_file({f"rank{r}.{k}": v for r, s in enumerate(rngs) for k, v in s.items()}, tmp / "rng.safetensors")
+        save_safetensors({f"rank{r}.{k}": v for r, s in enumerate(rngs) for k, v in s.items()}, tmp / "rng.safetensors")
         state = dict(trainer_state, world_size=env.world_size, strategy=env.strategy, sharded=sharded)
         (tmp / "trainer.json").write_text(json.dumps(state, indent=1))
         (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
@@ -407,7 +408,7 @@ def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
             if part == "ema":
                 continue
             raise CheckpointError(f"{path}/dcp: cannot read the {part} state")
-        save_file(_safetensors_ready(tensors), out_dir / name)
+        save_safetensors(_safetensors_ready(tensors), out_dir / name)
         written.append(out_dir / name)
     return written
 

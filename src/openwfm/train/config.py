@@ -6,6 +6,8 @@ master weights, FSDP + context parallelism); the rest are the usual choices, sta
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from openwfm.config import ConfigError
@@ -86,7 +88,13 @@ class TrainConfig:
         need(self.log_every >= 1, "log_every must be >= 1")
         need(self.max_bad_steps >= 1, "max_bad_steps must be >= 1")
         o = self.optim
-        need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+        need(math.isfinite(o.lr) and o.lr > 0, f"optim.lr must be finite and > 0, got {o.lr}")
+        need(math.isfinite(o.weight_decay) and o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+        need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+             f"optim.betas must be two numbers in [0, 1), got {list(o.betas)}")
+        need(math.isfinite(o.eps) and o.eps > 0, f"optim.eps must be > 0, got {o.eps}")
+        need(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in o.lr_mult.values()),
+             f"optim.lr_mult factors must be finite and > 0, got {dict(o.lr_mult)}")
         need(o.schedule in ("constant", "cosine"), f"optim.schedule must be constant|cosine, got '{o.schedule}'")
         need(o.warmup_steps >= 0 and o.grad_accum >= 1, "optim.warmup_steps >= 0 and optim.grad_accum >= 1")
         need(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]")

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from openwfm.config import ConfigError
+
 from openwfm.train.config import OptimConfig
 
 
@@ -35,7 +37,7 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
             groups.setdefault((p.ndim >= 2, mult), []).append(p)
     unused = [k for k in cfg.lr_mult if not any(n.startswith(k) for n, _ in model.named_parameters())]
     if unused:
-        raise ValueError(f"train.optim.lr_mult names {unused}, which match no parameter of the model")
+        raise ConfigError(f"train.optim.lr_mult names {unused}, which match no parameter of the model")
     keys = sorted(groups, key=lambda k: (k[1] != 1.0, k[1], not k[0]))  # the plain groups first, as before
     return torch.optim.AdamW([{"params": groups[k], "weight_decay": cfg.weight_decay if k[0] else 0.0,
                                "lr_mult": k[1]} for k in keys], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)

@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from openwfm.errors import OpenWFMError
+from openwfm.files import as_umask
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +366,7 @@ class VideoWriter:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
+        as_umask(self._tmp)  # mkstemp made it 0600
         os.replace(self._tmp, self.path)
         return self.path
 
