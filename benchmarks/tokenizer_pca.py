@@ -2,7 +2,7 @@
 blocks (t frames, s x s pixels) to k channels, fitted on training rollouts, tested on held-out ones, in
 one run beside the tokenizer's own round trip on the same held-out clips (17 frames at 64 px).
 
-    python benchmarks/tokenizer_pca.py --train SIM_TRAIN --heldout SIM_HELDOUT -c cv4x4x4-sim
+    python benchmarks/tokenizer_pca.py --train SIM_TRAIN --heldout SIM_HELDOUT -c cv4x4x4-sim32
 
 A tokenizer below the PCA of its shape (t=4, s=4, k=16 for CV4x4x4) is undertrained: a linear encoder and
 decoder are inside what it can represent.
@@ -45,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", required=True)
     ap.add_argument("--heldout", required=True)
-    ap.add_argument("-c", "--checkpoint", default="cv4x4x4-sim")
+    ap.add_argument("-c", "--checkpoint", default="cv4x4x4-sim32")
     ap.add_argument("--train-per", type=int, default=20)
     ap.add_argument("--heldout-per", type=int, default=6)
     args = ap.parse_args()

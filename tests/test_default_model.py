@@ -34,7 +34,7 @@ def test_recipe_runs_every_step_and_resumes(recipe):
     card = pretrained.read_card(report["exports"]["default-v2w"])
     assert card["steps"] == 3 and "1 falling, 1 orbit, 2 push" in card["data"]
     cfg = json.loads((out / "export/world/default-action/config.json").read_text())
-    assert cfg["base"] == "" and cfg["data"]["shards"] == "" and cfg["tokenizer"].endswith("cv4x4x4-sim")
+    assert cfg["base"] == "" and cfg["data"]["shards"] == "" and cfg["tokenizer"].endswith("cv4x4x4-sim32")
     again = run_recipe(out, TINY, quiet=True)  # every step is stamped done: nothing reruns
     assert again["steps"] == report["steps"]
     # a changed field reruns its step and the later ones only (the tokenizer's stamp still holds)
@@ -54,7 +54,7 @@ def test_exported_model_generates_from_its_directory(recipe, tmp_path):
     from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
 
     pipe = WorldPipeline.from_run(report["exports"]["default-v2w"])
-    assert pipe.cfg.v2w.input_frame_choices == [1, 9]
+    assert pipe.cfg.v2w.input_frame_choices == [0, 1, 1, 9] and pipe.cfg.v2w.residual  # 0: Text2World
     frames = np.zeros((9, 32, 32, 3), np.uint8)
     video = pipe.video2world(frames, "a cube falls", GenerateConfig(steps=2, guidance=0.0, num_input_frames=9))
     assert video.shape == (17, 32, 32, 3)
@@ -68,15 +68,18 @@ def test_demo_writes_the_report(recipe, tmp_path):
     doc = run_demo(tmp_path, DemoConfig(num=1, steps=2, v2w=report["exports"]["default-v2w"],
                                         action=report["exports"]["default-action"], workers=1))
     html = (tmp_path / "report.html").read_text()
-    assert "Quality floors" in html and "gifs/push_900000.gif" in html and "metrics.png" in html
-    for f in ["results.json", "metrics.png", "psnr_1_frame.png", "gifs/falling_900000.gif", "gifs/orbit_900000.gif"]:
+    assert "Quality floors" in html and "Verdict" in html and "metrics.png" in html
+    assert "gifs/push_900000-push___actions.gif" in html and "gifs/falling_900000-9_frames.gif" in html
+    for f in ["results.json", "metrics.png", "psnr_1_frame.png", "gifs/falling_900000-1_frame.gif",
+              "gifs/orbit_900000-9_frames.gif"]:
         assert (tmp_path / f).is_file(), f
     assert set(doc["results"]) == {"1 frame", "9 frames", "push + actions"}
     floors = {(r["setting"], r["model"]) for r in doc["floors"]}
     assert ("push + actions", "default-action") in floors and ("1 frame", "default-v2w") in floors
     # every predictor was scored on every kept scene; the baselines are there to compare with
     one = doc["results"]["1 frame"]["summary"]
-    assert {r["predictor"] for r in one} == {"truth", "copy_last", "default-v2w", "default-v2w-mean"}
+    assert {r["predictor"] for r in one} == {"truth", "copy_last", "default-v2w", "default-v2w-mean", "tokenizer"}
+    assert all(f["verdict"].startswith(f["setting"]) for f in doc["floors"])
     assert doc["curation"]["counts"]["clip"].get("kept", 0) == len(doc["scenes"]) == 3
 
 

@@ -175,7 +175,7 @@ def test_corrupt_newer_checkpoints_are_quarantined_not_counted(tmp_path):
 
 def test_a_save_that_fails_partway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     fit(tmp_path, tiny("train.steps=4"))
-    real = ckpt.save_file
+    real = ckpt.save_safetensors
 
     def full_disk(tensors, path, *a, **k):
         if "optimizer" in str(path):
@@ -183,10 +183,10 @@ def test_a_save_that_fails_partway_keeps_the_previous_checkpoint(tmp_path, monke
             raise OSError(28, "No space left on device")
         return real(tensors, path, *a, **k)
 
-    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    monkeypatch.setattr(ckpt, "save_safetensors", full_disk)
     with pytest.raises(OSError, match="No space"):
         fit(tmp_path, tiny("train.steps=8"), resume=True)
-    monkeypatch.setattr(ckpt, "save_file", real)
+    monkeypatch.setattr(ckpt, "save_safetensors", real)
     root = tmp_path / "checkpoints"
     assert ckpt.latest_checkpoint(root) == root / "step-00000004"
     assert fit(tmp_path, tiny("train.steps=8"), resume=True)["step"] == 8

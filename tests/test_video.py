@@ -243,6 +243,6 @@ def test_files_follow_the_umask(tmp_path):
     from openwfm.files import UMASK, save_safetensors
 
     want = 0o666 & ~UMASK
-    v = write_video(tmp_path / "a.mp4", moving_frames(t=4, h=16, w=16), fps=8)
+    v = write_video(tmp_path / "a.mp4", moving_frames(t=4, h=32, w=32), fps=8)
     s = save_safetensors({"x": torch.ones(2)}, tmp_path / "w.safetensors")
     assert os.stat(v).st_mode & 0o777 == want and os.stat(s).st_mode & 0o777 == want

@@ -38,7 +38,7 @@ class RecipeConfig:
     workers: int = 2  # simulator processes
     tokenizer_steps: int = 1000
     v2w_steps: int = 4000
-    action_steps: int = 1000
+    action_steps: int = 500
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), 32 latent channels, one
     # 64-wide level beside a linear shortcut that starts as the PCA of the training clips (so training starts
     # at the best linear code and the shortcut moves 10x slower than the convolutions), L1

@@ -114,7 +114,7 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
     if not models:
         result["notes"].append(_EV_NO_MODEL_NOTE)
     _ev_finish(result, out_dir, [("predictor", "predictor"), ("scenario", "scenario"), ("n", "n"), ("psnr", "PSNR dB"),
-                                 ("psnr_moving", "moving PSNR"), ("ssim", "SSIM"), ("perceptual", "perceptual"),
+                                 ("psnr_moving", "moving PSNR"), ("psnr_first", "1st frame"), ("ssim", "SSIM"), ("perceptual", "perceptual"),
                                  ("mask_iou", "mask IoU"), ("mask_iou_moving", "IoU moving"), ("grad_ratio", "grad ratio")])
 
 

@@ -31,10 +31,15 @@ from openwfm.text.encoder import make_text_encoder
 
 @dataclass
 class GenerateConfig:
-    steps: int = 35
-    guidance: float = 7.0  # Cosmos form: cond + g (cond - uncond)
+    """Sampling settings. The defaults are the ones a validation set (seeds 800000..) showed best for the
+    shipped default model (``benchmarks/v2w_settings.py``, docs/default-model.md): Euler, 10 steps from
+    sigma_max 5 (its residual data are ~0.25 in scale; 80, Cosmos's start, is far outside what it trained
+    on), no guidance (guidance 3 and 7 cost 1-3 dB there). Cosmos's own are 35 steps, guidance 7, from 80."""
+
+    steps: int = 10
+    guidance: float = 0.0  # Cosmos form: cond + g (cond - uncond)
     guidance_form: str = "cosmos"
-    sampler: str = "2ab"
+    sampler: str = "euler"
     negative_prompt: str = ""
     seed: int = 0
     fps: float = 12.0
@@ -42,7 +47,7 @@ class GenerateConfig:
     height: int = 0  # 0: the model's training resolution (square)
     width: int = 0
     num_input_frames: int = 0  # Video2World: 0 = the model's v2w.num_input_frames
-    sigma_max: float = 80.0
+    sigma_max: float = 5.0
     sigma_min: float = 0.002
 
 

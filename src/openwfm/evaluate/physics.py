@@ -27,7 +27,7 @@ from openwfm.evaluate.metrics import (EvalError, gradient_magnitude, masked_psnr
                                       psnr, ssim)
 
 Predictor = Callable[[np.ndarray, int, dict], np.ndarray]
-METRICS = ("psnr", "psnr_moving", "ssim", "perceptual", "mask_iou", "mask_iou_moving", "grad_ratio")
+METRICS = ("psnr", "psnr_moving", "psnr_first", "ssim", "perceptual", "mask_iou", "mask_iou_moving", "grad_ratio")
 
 
 @dataclass
@@ -266,6 +266,7 @@ def evaluate_physics(rollouts: Iterable[str | os.PathLike], predictors: dict[str
             moving = moving_region(true_out, r.frames[k - 1], cfg.moving_threshold)
             rows.append({"predictor": name, "rollout": r.name, "scenario": r.meta.get("scenario", "?"),
                          **clip_metrics(pred, true_out), "psnr_moving": masked_psnr(pred, true_out, moving),
+                         "psnr_first": float(psnr(pred[:1], true_out[:1])[0]),
                          "moving_fraction": float(moving.mean()),
                          "grad_ratio": gradient_magnitude(pred) / max(gradient_magnitude(true_out), 1e-9),
                          "mask_iou": mask_iou(labels, r.masks[k:], r.object_ids),
@@ -279,7 +280,8 @@ def evaluate_physics(rollouts: Iterable[str | os.PathLike], predictors: dict[str
                       "predicted frames only",
                       f"psnr_moving: PSNR over the pixels whose true value departs from the last input frame "
                       f"by more than {cfg.moving_threshold}/255 (NaN where nothing moves; copy-last is wrong "
-                      "exactly there); grad_ratio: mean gradient magnitude vs the truth's (<1 blurred, >1 noisy)",
+                      "exactly there); grad_ratio: mean gradient magnitude vs the truth's (<1 blurred, >1 noisy); "
+                      "psnr_first: the first predicted frame alone (a jump from the input shows here)",
                       "mask_iou: colour-model masks of the predicted frames vs the simulator's masks (the truth "
                       "row is the method's ceiling); mask_iou_moving: objects that moved since the last input frame"]}
 
