@@ -145,3 +145,14 @@ def test_public_api_and_the_cli_give_the_same_video(tmp_path):
     assert t2w.frames.shape == (clip, side, side, 3)
     with pytest.raises(ValueError, match="uint8 frames"):
         pipe(video=np.zeros((3, 8, 8), np.float32))
+
+
+@pytest.mark.skipif(not pretrained.shipped(), reason="the default model is not installed in this checkout")
+def test_generate_text2world_without_checkpoint_uses_the_shipped_default(tmp_path):
+    """The shipped Video2World model serves 0 input frames too (Text2World), so no --checkpoint is needed."""
+    from openwfm.video import read_video
+
+    res = runner.invoke(app, ["generate", "text2world", "-p", "a red cube falls onto a tan floor", "-o",
+                              str(tmp_path / "t2w.mp4"), "--steps", "2", "--no-guardrail"])
+    assert res.exit_code == 0, res.output
+    assert read_video(tmp_path / "t2w.mp4").frames.shape == (17, 64, 64, 3)

@@ -39,7 +39,7 @@ _OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU exc
 _DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
 @gen_app.command("text2world")
 def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: Path = typer.Option(..., "--out", "-o"),
-                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Text2World run or checkpoint (the shipped default is Video2World only)."),
+                        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Diffusion run, checkpoint or shipped name (default: the shipped default-v2w, which serves 0, 1 or 9 input frames)."),
                         steps: Optional[int] = _STEPS, guidance: Optional[float] = _GUIDANCE,
                         seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
