@@ -114,13 +114,12 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     """Train the default model into ``out``; returns a report (steps, seconds, export paths). ``until`` stops
     after that step (e.g. ``pack`` to prepare the data only). ``install`` then writes the exports into the
     package's assets (the shipped default); it needs the whole recipe."""
-    from openwfm.config import ConfigError
+    from openwfm.config import ConfigError, make_config
 
     if until is not None and until not in STEPS:
         raise ConfigError(f"--until: unknown recipe step '{until}' (one of: {', '.join(STEPS)})")
     if until not in (None, STEPS[-1]) and install:
         raise ConfigError("--install needs the whole recipe; drop --until")
-    from openwfm.config import make_config
     from openwfm.data import pack_samples
     from openwfm.data.shards import sim_dir_samples
     from openwfm.diffusion import pretrained as world
@@ -197,6 +196,7 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
              ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step"]), ("push-latents", push_latents, []),
              ("v2w", v2w, ["v2w", "v2w_steps"]), ("action", action, ["action", "action_steps"]),
              ("export", export_world, [])]
+    assert [name for name, _, _ in steps] == list(STEPS), "STEPS (checked before any work) must list the steps"
     runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action"}
     inputs: dict = {}
     for name, fn, needs in steps:
