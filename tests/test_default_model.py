@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from openwfm.cli import app
@@ -47,6 +48,29 @@ def test_recipe_runs_every_step_and_resumes(recipe):
     fresh = run_recipe(out, replace(TINY, action_steps=4, action=TINY.action + ["data.seed=1"]), quiet=True)
     assert "action" in fresh["steps"] and (out / "action.previous-1/checkpoints/step-00000004").is_dir()
     assert sorted(p.name for p in (out / "action/checkpoints").iterdir()) == ["step-00000004"]
+
+
+def test_warm_start_takes_the_weights_and_refuses_another_network(recipe, tmp_path):
+    out, report = recipe
+    from openwfm.config import ConfigError
+    from openwfm.diffusion.pipeline import load_world_model
+    from openwfm.diffusion.train import DiffusionTask
+
+    start, cfg = load_world_model(report["exports"]["default-v2w"])
+    task = DiffusionTask(replace(cfg, init=report["exports"]["default-v2w"]))
+    model = task.build_model()
+    task.init_weights(model)
+    for k, v in start.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    wider = replace(cfg, init=report["exports"]["default-v2w"], model=replace(cfg.model, model_channels=96))
+    with pytest.raises(ConfigError, match="init=.*same network"):
+        DiffusionTask(wider).init_weights(DiffusionTask(wider).build_model())
+    # the recipe reuses a tokenizer and warm-starts Video2World, and the cards say so
+    again = run_recipe(tmp_path / "warm", replace(TINY, push=0, tokenizer_from=report["exports"]["tokenizer"],
+                                                  v2w_init=report["exports"]["default-v2w"]), quiet=True)
+    card = pretrained.read_card(again["exports"]["default-v2w"])
+    assert card["v2w_init"]["card"]["steps"] == 3 and card["tokenizer_from"] == report["exports"]["tokenizer"]
+    assert not (tmp_path / "warm" / "tokenizer").exists()
 
 
 def test_exported_model_generates_from_its_directory(recipe, tmp_path):
@@ -112,12 +136,11 @@ def test_generate_video2world_without_checkpoint_uses_the_shipped_default(tmp_pa
 
 
 @pytest.mark.skipif(not pretrained.shipped(), reason="the default model is not installed in this checkout")
-def test_public_api_and_the_cli_give_the_same_video(tmp_path):
+def test_public_api_and_the_cli_give_the_same_video(tmp_path, monkeypatch):
     """``WorldPipeline.from_pretrained(...)(video=..., prompt=...)`` and ``wfm generate video2world`` fit the
     input the same way and return the same frames: the CLI is a thin layer over the API."""
     from openwfm import WorldPipeline
     from openwfm.diffusion.pipeline import GenerateConfig
-    from openwfm.evaluate.metrics import psnr
     from openwfm.video import read_video, write_video
 
     x = np.zeros((13, 96, 128, 3), np.uint8)
@@ -135,12 +158,14 @@ def test_public_api_and_the_cli_give_the_same_video(tmp_path):
     assert np.array_equal(out.frames[:13], pipe.fit_frames(frames))  # the input comes back as it was fitted
     assert np.array_equal(pipe(video=frames, prompt="a red cube slides", num_inference_steps=2, seed=3).frames,
                           out.frames)  # seeded
+    import openwfm.video
+
+    written = []  # the frames the CLI hands to the encoder (two H.264 encodes of one clip need not match)
+    monkeypatch.setattr(openwfm.video, "write_video", lambda path, frames, fps, **kw: written.append(frames))
     res = runner.invoke(app, ["generate", "video2world", "-i", str(src), "-o", str(tmp_path / "cli.mp4"),
                               "-p", "a red cube slides", "--steps", "2", "--seed", "3", "--no-guardrail"])
     assert res.exit_code == 0, res.output
-    write_video(tmp_path / "api.mp4", out.frames, 12.0)  # through the same codec
-    cli, api = read_video(tmp_path / "cli.mp4").frames, read_video(tmp_path / "api.mp4").frames
-    assert cli.shape == out.frames.shape and float(psnr(cli, api)[0]) > 60
+    assert len(written) == 1 and np.array_equal(written[0], out.frames)
     t2w = pipe(prompt="a red cube falls", num_inference_steps=2)
     assert t2w.frames.shape == (clip, side, side, 3)
     with pytest.raises(ValueError, match="uint8 frames"):

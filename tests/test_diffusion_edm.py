@@ -32,7 +32,10 @@ def test_scalings_limits_and_identities():
     s = torch.tensor([0.1, 1.0, 10.0])
     c_skip, c_out, c_in, c_noise = scalings(s, d)
     torch.testing.assert_close(c_in * (s ** 2 + d ** 2).sqrt(), torch.ones(3))  # unit-variance network input
-    torch.testing.assert_close(c_skip ** 2 * d ** 2 + c_out ** 2 * 0 + c_out ** 2, c_out ** 2 + c_skip ** 2 * d ** 2)
+    # EDM Table 1, written out independently: c_skip = d^2/(s^2+d^2), c_out = s d / sqrt(s^2+d^2)
+    torch.testing.assert_close(c_skip, d ** 2 / (s ** 2 + d ** 2))
+    torch.testing.assert_close(c_out, s * d / (s ** 2 + d ** 2).sqrt())
+    torch.testing.assert_close(c_skip + c_out ** 2 / d ** 2, torch.ones(3))  # skip and residual weights sum to 1
     # EDM's effective training target F* = (x0 - c_skip x) / c_out has unit variance at every sigma
     torch.testing.assert_close((1 - c_skip) ** 2 * d ** 2 + c_skip ** 2 * s ** 2, c_out ** 2)
     torch.testing.assert_close(c_noise, s.log() / 4)

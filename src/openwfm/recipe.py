@@ -39,6 +39,11 @@ class RecipeConfig:
     tokenizer_steps: int = 1000
     v2w_steps: int = 4000
     action_steps: int = 500
+    # reuse instead of retrain: a tokenizer (shipped name or export dir) taken as the recipe's tokenizer, and
+    # a world model (shipped name, run or export of the same network) whose weights start the v2w run; both
+    # are recorded in the model cards. "" = train from nothing (the default).
+    tokenizer_from: str = ""
+    v2w_init: str = ""
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), 32 latent channels, one
     # 64-wide level beside a linear shortcut that starts as the PCA of the training clips (so training starts
     # at the best linear code and the shortcut moves 10x slower than the convolutions), L1
@@ -153,10 +158,15 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
             pack_samples(sim_dir_samples(sim / "push"), out / "shards" / "push", overwrite=True)
 
     def tokenizer() -> None:
+        if cfg.tokenizer_from:
+            return
         _train("tokenizer", "small-CV4x8x8", ["stages=[]", f"data.shards={out / 'shards' / 'all'}"] + data
                + cfg.tokenizer + [f"train.steps={cfg.tokenizer_steps}"], out / "tokenizer", quiet)
 
     def export_tokenizer() -> None:
+        if cfg.tokenizer_from:
+            _install(tok.find(cfg.tokenizer_from), tok_export)
+            return
         export_tokenizer_run(out / "tokenizer", out / "shards" / "all", tok_export, cfg, _data_card(counts, cfg))
 
     def latents() -> None:
@@ -172,7 +182,8 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
 
     def v2w() -> None:
         _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
-               + cfg.v2w + [f"train.steps={cfg.v2w_steps}"], out / "v2w", quiet)
+               + cfg.v2w + [f"train.steps={cfg.v2w_steps}"]
+               + ([f"init={warm_start}"] if warm_start else []), out / "v2w", quiet)
 
     def action() -> None:
         if cfg.push:
@@ -182,9 +193,16 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
 
     def cards() -> dict[str, dict]:
         push_only = {"falling": 0, "orbit": 0, "push": cfg.push}
+        reused = {"tokenizer_from": cfg.tokenizer_from} if cfg.tokenizer_from else {}
+        if cfg.v2w_init:
+            reused["v2w_init"] = {"from": cfg.v2w_init, "card": warm_card}
         return {name: {"recipe": "wfm recipe default", "tokenizer": TOKENIZER_NAME,
-                       "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg)}
+                       "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg)} | reused
                 for name in worlds}
+
+    # the warm start is read now: --install may replace a shipped model the run started from
+    warm_start = str(world.find(cfg.v2w_init)) if cfg.v2w_init else ""
+    warm_card = world.read_card(cfg.v2w_init) if cfg.v2w_init else {}
 
     def export_world() -> None:  # the export's tokenizer is its path, so the export runs as it is
         for name, run in worlds.items():
@@ -192,9 +210,9 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
 
     fields = asdict(cfg)
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
-             ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps"]),
+             ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps", "tokenizer_from"]),
              ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step"]), ("push-latents", push_latents, []),
-             ("v2w", v2w, ["v2w", "v2w_steps"]), ("action", action, ["action", "action_steps"]),
+             ("v2w", v2w, ["v2w", "v2w_steps", "v2w_init"]), ("action", action, ["action", "action_steps"]),
              ("export", export_world, [])]
     assert [name for name, _, _ in steps] == list(STEPS), "STEPS (checked before any work) must list the steps"
     runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action"}

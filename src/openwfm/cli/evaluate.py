@@ -31,12 +31,14 @@ _EV_FRAMES = typer.Option(0, "--num-frames", min=0, help="Clip length (0: the mo
 _EV_RES = typer.Option(0, "--resolution", min=0, help="Square size (0: the model's, or 64 without a model).")
 _EV_MAX = typer.Option(0, "--max-rollouts", min=0, help="At most this many rollouts from each directory (0: all).")
 _EV_DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
+_EV_MEMORY = typer.Option("4GiB", "--max-memory", help="Memory the whole process may use while the model generates "
+                          "(checked before any work).")
 _EV_NO_MODEL_NOTE = "--baselines-only: no world model in this table"
 
 
 def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[Path], num_input_frames: int, steps: int,
               guidance: float, seed: int, prompt: str, num_frames: int, resolution: int, max_rollouts: int,
-              device: str, baselines_only: bool = False):
+              device: str, baselines_only: bool = False, max_memory: str = "4GiB"):
     """(rollout files, {name: model predictor} (empty with ``baselines_only``), num_frames, resolution)."""
     from openwfm.diffusion.pretrained import DEFAULT_V2W
     from openwfm.evaluate.physics import WorldModelPredictor, find_rollouts
@@ -48,6 +50,7 @@ def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[
     if not baselines_only:
         checkpoint = checkpoint if checkpoint is not None else Path(DEFAULT_V2W)
         gen = {k: v for k, v in dict(steps=steps, guidance=guidance).items() if v is not None}
+        gen["max_memory"] = max_memory
         pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, seed=seed, num_frames=num_frames,
                                             **gen)
         models[pred.name] = pred
@@ -95,7 +98,7 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
                  num_frames: int = _EV_FRAMES, resolution: int = _EV_RES, max_rollouts: int = _EV_MAX,
                  fit_on: str = typer.Option("clip", "--mask-fit", help="Colour model of the masks from the whole true clip ('clip') or the input frames ('input')."),
                  out_dir: Path = typer.Option(Path("eval/physics"), "--out", "-o", help="Where results.json and report.html go."),
-                 device: str = _EV_DEVICE) -> None:
+                 device: str = _EV_DEVICE, max_memory: str = _EV_MEMORY) -> None:
     """Physics alignment (Cosmos sec. 7.2): condition on the first frames of simulator rollouts, predict the rest;
     PSNR (whole frame and over the moving region), SSIM, perceptual distance, object-mask IoU, gradient ratio —
     the model next to copy-last and linear extrapolation."""
@@ -104,7 +107,7 @@ def eval_physics(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV_MOR
 
     files, models, num_frames, resolution = _ev_setup(sim, more, checkpoint, num_input_frames, steps, guidance, seed,
                                                       prompt, num_frames, resolution, max_rollouts, device,
-                                                      baselines_only)
+                                                      baselines_only, max_memory)
     cfg = PhysicsConfig(num_input_frames, num_frames, resolution, masks=ColorMaskConfig(fit_on=fit_on))
     prog, task = _ev_progress("physics", len(files))
     with prog:
@@ -127,14 +130,14 @@ def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV
                      gap: int = typer.Option(2, "--gap", min=1, help="Frames between the two frames of a pair."),
                      matcher: str = typer.Option("klt", "--matcher", help="Correspondences: klt | sift."),
                      out_dir: Path = typer.Option(Path("eval/consistency"), "--out", "-o", help="Where results.json and report.html go."),
-                     device: str = _EV_DEVICE) -> None:
+                     device: str = _EV_DEVICE, max_memory: str = _EV_MEMORY) -> None:
     """3D consistency (Cosmos sec. 7.1): Sampson error and camera-pose recovery on real rollout frames and,
     with a model, on its continuations of them, side by side (orbit rollouts: true cameras)."""
     from openwfm.evaluate.consistency import ConsistencyConfig, evaluate_consistency
 
     files, models, num_frames, resolution = _ev_setup(sim, more, checkpoint, num_input_frames, steps, guidance, seed,
                                                       prompt, num_frames, resolution, max_rollouts, device,
-                                                      baselines_only)
+                                                      baselines_only, max_memory)
     prog, task = _ev_progress("consistency", len(files))
     with prog:
         result = evaluate_consistency(files, models, num_input_frames, num_frames, resolution,

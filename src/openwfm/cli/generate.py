@@ -16,7 +16,7 @@ gen_app = typer.Typer(help="Generate video with a trained diffusion world model.
 app.add_typer(gen_app, name="generate")
 
 
-def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0):
+def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0, max_memory="4GiB"):
     """A GenerateConfig from the options; steps / guidance / sampler left unset keep its defaults (the
     settings validated for the shipped model, shared with WorldPipeline.__call__)."""
     from openwfm.diffusion.pipeline import GenerateConfig
@@ -24,7 +24,7 @@ def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, nu
     h, w = _parse_size(size) if size else (0, 0)
     set_ = {k: v for k, v in dict(steps=steps, guidance=guidance, sampler=sampler).items() if v is not None}
     return GenerateConfig(seed=seed, fps=fps, negative_prompt=negative, num_frames=frames, height=h, width=w,
-                          num_input_frames=num_input_frames, **set_)
+                          num_input_frames=num_input_frames, max_memory=max_memory, **set_)
 
 
 _CKPT = typer.Option(None, "--checkpoint", "-c", help="Diffusion run, checkpoint or shipped model name (default: the "
@@ -37,6 +37,8 @@ _SAMPLER = typer.Option(None, "--sampler", help="2ab | euler | heun (default: Ge
 _NEG = typer.Option("", "--negative-prompt", help="What to steer away from (the unconditional branch).")
 _OFFLOAD = typer.Option(False, "--offload", help="Keep components on the CPU except while they run.")
 _DEVICE = typer.Option("cpu", "--device", help="cpu | cuda")
+_MEMORY = typer.Option("4GiB", "--max-memory", help="Memory the whole process may use (e.g. 4GiB): checked before "
+                       "any work (refused with the amount needed); the tokenizer tiles to fit it.")
 @gen_app.command("text2world")
 def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: Path = typer.Option(..., "--out", "-o"),
                         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Diffusion run, checkpoint or shipped name (default: the shipped default-v2w, which serves 0, 1 or 9 input frames)."),
@@ -44,7 +46,8 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
                         seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
                         size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),
-                        offload: bool = _OFFLOAD, device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
+                        offload: bool = _OFFLOAD, device: str = _DEVICE, max_memory: str = _MEMORY,
+                        no_guardrail: bool = _NO_GUARD,
                         guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
                         upsampler: Optional[Path] = _UPSAMPLER) -> None:
     """Text2World: a video from a prompt (between the prompt and video guards; optionally upsampled)."""
@@ -55,7 +58,8 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
     pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload, upsample=up,
                                   **_guard_hooks(no_guardrail, guardrail_config))
     t0 = time.perf_counter()
-    video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size))
+    video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size,
+                                                 max_memory=max_memory))
     write_video(dst, video, fps)
     out.print(f"wrote {dst}: {len(video)} frames {video.shape[2]}x{video.shape[1]} in {time.perf_counter() - t0:.1f} s")
 
@@ -70,7 +74,8 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
                          actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
-                         offload: bool = _OFFLOAD, device: str = _DEVICE, no_guardrail: bool = _NO_GUARD,
+                         offload: bool = _OFFLOAD, device: str = _DEVICE, max_memory: str = _MEMORY,
+                         no_guardrail: bool = _NO_GUARD,
                          guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
                          upsampler: Optional[Path] = _UPSAMPLER) -> None:
     """Video2World: continue a video (optionally steered by a prompt, a camera path or robot actions),
@@ -84,7 +89,7 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
         checkpoint = DEFAULT_ACTION
     pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload,
                                   **_guard_hooks(no_guardrail, guardrail_config))
-    g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames)
+    g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames, max_memory)
     n_in = g.num_input_frames or pipe.cfg.v2w.num_input_frames
     source = read_video(src).frames
     frames = pipe.fit_frames(source, g)  # the same fitting as WorldPipeline.__call__

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from openwfm.cli.app import app, out
+from openwfm.cli.app import app, console, out
 from openwfm.cli.training import train
 from openwfm.config import ConfigError
 
@@ -29,6 +29,11 @@ def tokenizer_train(overrides: Optional[List[str]] = typer.Argument(None, help="
     train("tokenizer", overrides, out_dir, preset, config, resume, seed)
 
 
+_MAX_MEMORY = typer.Option("4GiB", "--max-memory", help="Memory the whole process may use (e.g. 4GiB, 512MB): "
+                           "temporal windows and spatial tiles are chosen to fit it, and a clip that cannot fit "
+                           "is refused before any work, with the memory it needs.")
+
+
 def _load_tok(checkpoint: Path):
     from openwfm.tokenizer.api import load_tokenizer
 
@@ -40,41 +45,75 @@ def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
                      dst: Path = typer.Argument(..., help="Output .safetensors (latent or FSQ indices)."),
                      checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
                      frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
-                     chunk: int = typer.Option(0, "--chunk", help="Causal window in frames, 1 + k*t (0: whole video)."),
-                     tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: whole frame)."),
-                     overlap: int = typer.Option(32, "--overlap", help="Tile overlap in pixels.")) -> None:
+                     chunk: int = typer.Option(0, "--chunk", help="Causal window in frames, 1 + k*t (0: chosen from --max-memory)."),
+                     tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: chosen from --max-memory)."),
+                     overlap: int = typer.Option(32, "--overlap", help="Tile overlap in pixels (with --tile)."),
+                     max_memory: str = _MAX_MEMORY) -> None:
     """Encode a video to latents (continuous) or token indices (discrete), as safetensors."""
     from openwfm.tokenizer import api
     from openwfm.video import read_video
 
     model = _load_tok(checkpoint)
+    _check_pieces(model, chunk, tile, overlap)
     v = read_video(video, 0, frames or None)
-    x, kept = api.prepare(v.frames, model)
-    z = api.encode(model, x, chunk, tile, overlap)
-    api.save_latent(dst, z, model, {"frames": kept, "fps": v.fps, "height": x.shape[3], "width": x.shape[4]})
+    f, kept = api.prepare_frames(v.frames, model)
+    plan = _plan(model, f, max_memory, chunk, tile, overlap)
+    z = api.encode_frames(model, f, plan)
+    api.save_latent(dst, z, model, {"frames": kept, "fps": v.fps, "height": f.shape[1], "width": f.shape[2]})
     out.print(f"wrote {dst}: {'indices' if not z.is_floating_point() else 'latent'} {tuple(z.shape)} "
-              f"from {kept} frames {x.shape[3]}x{x.shape[4]}", highlight=False)
+              f"from {kept} frames {f.shape[1]}x{f.shape[2]} (HxW)", highlight=False)
+
+
+def _check_pieces(model, chunk: int, tile: int, overlap: int, latent: bool = False) -> None:
+    """One line for a window or tile the tokenizer cannot use (``latent``: sizes in latent frames / pixels)."""
+    t, s = model.cfg.temporal_compression, model.cfg.spatial_compression
+    if chunk < 0 or tile < 0 or overlap < 0:
+        raise ConfigError("--chunk, --tile and --overlap must be >= 0")
+    if chunk and not latent and (chunk - 1) % t:
+        raise ConfigError(f"--chunk {chunk}: the {model.cfg.kind} tokenizer needs windows of 1 + k*{t} frames, "
+                          f"e.g. {1 + max(1, (chunk - 1) // t) * t}")
+    if chunk == 1 and not latent and t > 1 or chunk == 1 and latent:
+        raise ConfigError(f"--chunk {chunk}: a window must hold more than the frame it shares with the previous one")
+    unit = 1 if latent else s
+    if tile and (tile % unit or overlap % unit or overlap >= tile):
+        raise ConfigError(f"--tile {tile} / --overlap {overlap}: both must be multiples of {unit} and the overlap "
+                          "smaller than the tile")
+
+
+def _plan(model, frames, max_memory: str, chunk: int = 0, tile: int = 0, overlap: int = 0):
+    from openwfm.tokenizer import api
+
+    plan = api.plan_for(model, frames, max_memory, chunk, tile, overlap)
+    if plan.chunk_frames or plan.tile:
+        console.print(f"coding in {plan.describe()} (--max-memory {max_memory})", highlight=False)
+    return plan
 
 
 @tok_app.command("decode")
 def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm tokenizer encode."),
                      dst: Path = typer.Argument(..., help="Output .mp4 or .gif."),
                      checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
-                     chunk: int = typer.Option(0, "--chunk", help="Latent frames per causal window (0: all)."),
-                     tile: int = typer.Option(0, "--tile", help="Spatial tile in latent pixels (0: whole)."),
-                     overlap: int = typer.Option(4, "--overlap", help="Tile overlap in latent pixels.")) -> None:
+                     chunk: int = typer.Option(0, "--chunk", help="Latent frames per causal window (0: chosen from --max-memory)."),
+                     tile: int = typer.Option(0, "--tile", help="Spatial tile in latent pixels (0: chosen from --max-memory)."),
+                     overlap: int = typer.Option(4, "--overlap", help="Tile overlap in latent pixels (with --tile)."),
+                     max_memory: str = _MAX_MEMORY) -> None:
     """Decode a latent / token file back to video."""
     from openwfm.tokenizer import api
     from openwfm.tokenizer.model import TokenizerError
     from openwfm.video import write_gif, write_video
-    from openwfm.video.transforms import from_tensor
 
     model = _load_tok(checkpoint)
+    _check_pieces(model, chunk, tile, overlap, latent=True)
     z, meta = api.load_latent(src)
     if meta.get("tokenizer") and meta["tokenizer"] != model.cfg.kind:
         raise TokenizerError(f"{src} was encoded by a {meta['tokenizer']} tokenizer; {checkpoint} is a "
                              f"{model.cfg.kind}")
-    frames = from_tensor(api.decode(model, z, chunk, tile, overlap).clamp(-1, 1)[0])[:meta.get("frames")]
+    cfg, lat = model.cfg, (z.shape[2:] if z.is_floating_point() else z.shape[1:])
+    t = 1 if cfg.is_image else cfg.temporal_compression
+    shape = ((lat[0] - 1) * t + 1 if t > 1 else lat[0], lat[1] * cfg.spatial_compression, lat[2] * cfg.spatial_compression)
+    plan = _plan(model, shape, max_memory, (chunk - 1) * t + 1 if chunk else 0, tile * cfg.spatial_compression,
+                 overlap * cfg.spatial_compression)
+    frames = api.decode_frames(model, z, plan)[:meta.get("frames")]
     fps = float(meta.get("fps", 24.0))
     (write_gif if dst.suffix.lower() == ".gif" else write_video)(dst, frames, fps)
     out.print(f"wrote {len(frames)} frames to {dst}")
@@ -85,25 +124,40 @@ def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
                         dst: Path = typer.Argument(..., help="Reconstruction .mp4 (input | reconstruction side by side with --side-by-side)."),
                         checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
                         frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
-                        chunk: int = typer.Option(0, "--chunk", help="Causal window in frames (0: whole)."),
+                        chunk: int = typer.Option(0, "--chunk", help="Causal window in frames (0: chosen from --max-memory)."),
+                        tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: chosen from --max-memory)."),
+                        overlap: int = typer.Option(32, "--overlap", help="Tile overlap in pixels (with --tile)."),
+                        max_memory: str = _MAX_MEMORY,
                         side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input and reconstruction side by side.")) -> None:
-    """Encode and decode a video; print PSNR and SSIM of the reconstruction."""
+    """Encode and decode a video; print PSNR and SSIM of the reconstruction (of the frames read, before they
+    are rounded to 8 bits for the file)."""
     import numpy as np
 
-    from openwfm.evaluate.metrics import psnr, ssim
+    from openwfm.evaluate.metrics import DATA_RANGE, ssim_frames
     from openwfm.tokenizer import api
     from openwfm.video import read_video, write_video
-    from openwfm.video.transforms import from_tensor
+    from openwfm.video.transforms import to_tensor
 
     model = _load_tok(checkpoint)
+    _check_pieces(model, chunk, tile, overlap)
     v = read_video(video, 0, frames or None)
-    x, kept = api.prepare(v.frames, model)
-    x_hat = api.decode(model, api.encode(model, x, chunk), (chunk - 1) // model.cfg.temporal_compression + 1
-                       if chunk else 0).clamp(-1, 1)
-    x, x_hat = x[:, :, :kept], x_hat[:, :, :kept]
-    rec = from_tensor(x_hat[0])
-    write_video(dst, np.concatenate([from_tensor(x[0]), rec], axis=2) if side_by_side else rec, v.fps)
-    out.print(f"wrote {dst}: PSNR {float(psnr(x, x_hat)[0]):.2f} dB, SSIM {float(ssim(x, x_hat)[0]):.4f} "
+    f, kept = api.prepare_frames(v.frames, model)
+    plan = _plan(model, f, max_memory, chunk, tile, overlap)
+    sums = {"se": 0.0, "n": 0, "ssim": 0.0, "planes": 0}
+
+    def score(start: int, x_hat) -> None:  # per window: the same PSNR and SSIM as over the whole clip
+        n = max(0, min(x_hat.shape[2], kept - start))
+        if n:
+            x, y = to_tensor(f[start:start + n]).double(), x_hat[0, :, :n].double()
+            sums["se"] += float(((x - y) ** 2).sum())
+            sums["n"] += x.numel()
+            sums["ssim"] += float(ssim_frames(x.flatten(0, 1), y.flatten(0, 1)).sum())
+            sums["planes"] += x.shape[0] * x.shape[1]
+
+    rec = api.decode_frames(model, api.encode_frames(model, f, plan), plan, score)[:kept]
+    write_video(dst, np.concatenate([f[:kept], rec], axis=2) if side_by_side else rec, v.fps)
+    psnr = 10 * np.log10(DATA_RANGE ** 2 / max(sums["se"] / sums["n"], DATA_RANGE ** 2 * 1e-10))
+    out.print(f"wrote {dst}: PSNR {psnr:.2f} dB, SSIM {sums['ssim'] / sums['planes']:.4f} "
               f"({model.cfg.kind}, {kept} frames)", highlight=False)
 
 

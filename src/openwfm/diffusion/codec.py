@@ -40,9 +40,21 @@ class LatentCodec:
         return (z - self.mean) / self.std * self.sigma_data
 
     @torch.no_grad()
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        return self.normalize(self.model.encode_latent(video.to(self.mean.device)))
+    def encode(self, video: torch.Tensor, plan=None) -> torch.Tensor:
+        """EDM-scale latents of video (B, 3, T, H, W) in [-1, 1]; ``plan`` (``openwfm.tokenizer.memory.Plan``):
+        the temporal windows and spatial tiles that keep it within a memory budget."""
+        from openwfm.tokenizer import api
+
+        video = video.to(self.mean.device)
+        if plan is None:
+            return self.normalize(self.model.encode_latent(video))
+        return self.normalize(api.encode(self.model, video, plan.chunk_frames, plan.tile, plan.overlap))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(z / self.sigma_data * self.std + self.mean)
+    def decode(self, z: torch.Tensor, plan=None) -> torch.Tensor:
+        from openwfm.tokenizer import api
+
+        z = z / self.sigma_data * self.std + self.mean
+        if plan is None:
+            return self.model.decode(z)
+        return api.decode(self.model, z, plan.chunk_latents, plan.tile_latent, plan.overlap_latent)

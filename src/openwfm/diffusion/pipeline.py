@@ -49,6 +49,7 @@ class GenerateConfig:
     num_input_frames: int = 0  # Video2World: 0 = the model's v2w.num_input_frames
     sigma_max: float = 5.0
     sigma_min: float = 0.002
+    max_memory: str = "4GiB"  # the whole process's budget: refused up front if it cannot fit; tokenizer tiles
 
 
 @dataclass
@@ -188,16 +189,46 @@ class WorldPipeline:
         return n if (n - 1) % t == 0 else 1 + t * ((n - 1) // t + 1)
 
     # ------------------------------------------------------------------------------------ entry points
+    def memory_plan(self, g: GenerateConfig, height: int, width: int, net_kw: dict | None = None):
+        """Check one clip of ``height`` x ``width`` against ``g.max_memory`` before any work: the denoiser
+        (both guidance branches) counted on meta tensors, and the tokenizer's windows and tiles for the
+        budget (``tokenizer.api.plan_for``). Returns that tokenizer plan; raises MemoryBudgetError with the
+        memory needed."""
+        from openwfm.memory import SAFETY, MemoryBudgetError, gib, parse_memory, peak_bytes, process_bytes
+        from openwfm.tokenizer.api import plan_for
+
+        budget = parse_memory(g.max_memory)
+        clip = self.clip_frames(g)
+        shape = self._shape(GenerateConfig(**{**g.__dict__, "height": height, "width": width}), clip)
+        key = (shape, g.guidance != 0, tuple((k, tuple(v.shape)) for k, v in (net_kw or {}).items()))
+        if getattr(self, "_dit_peak", (None,))[0] != key:
+            with torch.device("meta"):
+                net = WorldModel(self.model.net.cfg, self.model.edm, self.model.v2w)
+            b = 2 if g.guidance else 1
+            x = torch.empty((b, *shape[1:]), device="meta")
+            text = torch.empty((b, 16, self.model.net.cfg.crossattn_emb_channels), device="meta")
+            kw = {k: torch.empty((b, *v.shape[1:]), device="meta") for k, v in (net_kw or {}).items()}
+            peak = peak_bytes(lambda x: net.denoise(x, torch.ones(b, device="meta"), text, **kw), x)
+            self._dit_peak = (key, int(SAFETY * peak))
+        need = process_bytes() + self._dit_peak[1] + 4 * clip * height * width * 3 + 2 ** 26
+        if need > budget:
+            raise MemoryBudgetError(f"generating {clip} frames of {height}x{width} (HxW) needs about {gib(need)} "
+                                    f"for the world model's denoiser; the budget is {gib(budget)} (raise "
+                                    "--max-memory, or generate fewer or smaller frames)")
+        return plan_for(self.codec.model, (clip, height, width), budget)
+
     def text2world(self, prompt: str, g: GenerateConfig | None = None) -> np.ndarray:
         """uint8 (T, H, W, 3) frames of a video for ``prompt``."""
         g = g or GenerateConfig()
+        h, w = g.height or self.cfg.data.resolution, g.width or self.cfg.data.resolution
+        plan = self.memory_plan(g, h, w)
         _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
         shape = self._shape(g, self.clip_frames(g))
         with self._on_device("dit"):
             z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps, sigma_min=g.sigma_min,
                                sigma_max=g.sigma_max, fps=g.fps, generator=torch.Generator().manual_seed(g.seed))
-        return self._guard(self._decode(z))
+        return self._guard(self._decode(z, plan))
 
     def latent_grid(self, height: int, width: int, g: GenerateConfig | None = None) -> tuple[int, int, int]:
         """(T', H', W') of one generated clip of frames (height, width)."""
@@ -263,30 +294,31 @@ class WorldPipeline:
         num_cond = condition_latent_frames(n_in, self.codec.model.cfg.temporal_compression)
         if len(frames) < n_in:
             raise ValueError(f"Video2World needs {n_in} input frames, got {len(frames)}")
+        h, w = frames.shape[1:3]
+        plan = self.memory_plan(g, h, w, net_kw)
         _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
         clip = self.clip_frames(g)
-        h, w = frames.shape[1:3]
         shape = self._shape(GenerateConfig(**{**g.__dict__, "height": h, "width": w}), clip)
         total = total_frames or len(frames) + clip - n_in
         generator = torch.Generator().manual_seed(g.seed)
         video = frames
         while len(video) < total:
             with self._on_device("codec"):
-                cond = self.codec.encode(to_tensor(video[-n_in:])[None].to(self.device))
+                cond = self.codec.encode(to_tensor(video[-n_in:])[None].to(self.device), plan)
             with self._on_device("dit"):
                 z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                    guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps,
                                    sigma_min=g.sigma_min, sigma_max=g.sigma_max, cond=cond, num_cond=num_cond,
                                    fps=g.fps, generator=generator,
                                    net_kw={k: v.to(self.device) for k, v in (net_kw or {}).items()})
-            video = np.concatenate([video, self._decode(z)[n_in:]])
+            video = np.concatenate([video, self._decode(z, plan)[n_in:]])
         return self._guard(video[:total])
 
-    def _decode(self, z: torch.Tensor) -> np.ndarray:
+    def _decode(self, z: torch.Tensor, plan=None) -> np.ndarray:
         from openwfm.video.transforms import from_tensor
 
         with self._on_device("codec"):
-            x = self.codec.decode(z.to(self.device)).clamp(-1, 1)
+            x = self.codec.decode(z.to(self.device), plan).clamp(-1, 1)
         return from_tensor(x[0].cpu())
 
     def _guard(self, video: np.ndarray) -> np.ndarray:

@@ -33,6 +33,9 @@ class DiffusionRunConfig:
     edm: EDMConfig = field(default_factory=EDMConfig)
     v2w: Video2WorldConfig = field(default_factory=Video2WorldConfig)
     tokenizer: str = "cv4x8x8-s"  # shipped tokenizer name, or a tokenizer run / checkpoint directory
+    # warm start: a shipped world model's name, or a diffusion run / checkpoint / export of the same model
+    # config, whose (EMA) weights start this run (the optimizer starts fresh); "" = random init
+    init: str = ""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
     stages: list[StageConfig] = field(default_factory=list)
@@ -85,6 +88,22 @@ class DiffusionTask(Task):
             raise ConfigError(f"model.crossattn_emb_channels={cfg.model.crossattn_emb_channels} but MiniLM "
                               "gives 384-wide text states")
         return WorldModel(cfg.model, cfg.edm, cfg.v2w)
+
+    def init_weights(self, model: torch.nn.Module) -> None:
+        """Warm start from ``init`` (its weights must fit this run's model config exactly; the EDM
+        uncertainty head, which exports leave out, keeps its fresh initialization)."""
+        if not self.cfg.init:
+            return
+        from openwfm.diffusion.pipeline import load_world_model
+
+        start, start_cfg = load_world_model(self.cfg.init)
+        if start_cfg.model != self.cfg.model or start_cfg.v2w.residual != self.cfg.v2w.residual:
+            raise ConfigError(f"init={self.cfg.init}: its model config or residual setting differs from this "
+                              "run's; a warm start needs the same network")
+        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        bad = [k for k in missing if not k.startswith("uncertainty")]
+        if unexpected or bad:
+            raise ConfigError(f"init={self.cfg.init} does not fit: missing {bad[:3]}, unexpected {unexpected[:3]}")
 
     def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         return list(model.net.blocks)

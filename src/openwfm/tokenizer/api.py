@@ -10,15 +10,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
 from openwfm.files import save_safetensors
-from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, tiled
+from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, temporal_windows, tiled
 from openwfm.tokenizer.fsq import indices_to_codes
-from openwfm.tokenizer.model import Tokenizer, TokenizerError, pad_frames
+from openwfm.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, gib, parse_memory, process_bytes
+from openwfm.tokenizer.memory import Plan, estimate, plan, weight_bytes
+from openwfm.tokenizer.model import Tokenizer, TokenizerError
+
+__all__ = ["MemoryBudgetError", "decode", "decode_frames", "encode", "encode_frames", "load_latent",
+           "load_tokenizer", "plan_for", "prepare", "prepare_frames", "save_latent"]
 
 
 def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str = "cpu") -> Tokenizer:
@@ -69,19 +75,97 @@ def decode(model: Tokenizer, z: torch.Tensor, chunk_latents: int = 0, tile: int 
     return decode_chunked(dec, z, chunk_latents) if chunk_latents else dec(z)
 
 
-def prepare(frames: np.ndarray, model: Tokenizer) -> tuple[torch.Tensor, int]:
-    """uint8 (T, H, W, 3) -> (1, 3, T', H', W') in [-1, 1] with frames padded to 1 + k*t (last frame
-    repeated) and sides cropped to multiples of the spatial compression; returns the frame count kept."""
-    from openwfm.video.transforms import to_tensor
-
-    s = model.cfg.spatial_compression
+def prepare_frames(frames: np.ndarray, model: Tokenizer) -> tuple[np.ndarray, int]:
+    """uint8 (T, H, W, 3) -> uint8 frames the tokenizer takes: 1 + k*t frames (the last one repeated) and
+    sides centre-cropped to multiples of the spatial compression; returns the frame count kept."""
+    s, t = model.cfg.spatial_compression, model.cfg.temporal_compression
     h, w = frames.shape[1] // s * s, frames.shape[2] // s * s
     if h == 0 or w == 0:
         raise TokenizerError(f"frames of {frames.shape[1]}x{frames.shape[2]} are smaller than the "
                              f"{model.cfg.kind} tokenizer's {s}x{s} patch")
     y0, x0 = (frames.shape[1] - h) // 2, (frames.shape[2] - w) // 2
-    x = to_tensor(frames[:, y0:y0 + h, x0:x0 + w])[None]
-    return pad_frames(x, model.cfg.temporal_compression), frames.shape[0]
+    kept = frames.shape[0]
+    frames = frames[:, y0:y0 + h, x0:x0 + w]
+    pad = 0 if model.cfg.is_image or t == 1 else (-(kept - 1)) % t
+    if pad:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+    return np.ascontiguousarray(frames), kept
+
+
+def prepare(frames: np.ndarray, model: Tokenizer) -> tuple[torch.Tensor, int]:
+    """uint8 (T, H, W, 3) -> (1, 3, T', H', W') in [-1, 1] with frames padded to 1 + k*t (last frame
+    repeated) and sides cropped to multiples of the spatial compression; returns the frame count kept."""
+    from openwfm.video.transforms import to_tensor
+
+    frames, kept = prepare_frames(frames, model)
+    return to_tensor(frames)[None], kept
+
+
+def plan_for(model: Tokenizer, frames: np.ndarray | tuple[int, int, int], max_memory: str | int = DEFAULT_MAX_MEMORY,
+             chunk_frames: int = 0, tile: int = 0, overlap: int = 0) -> Plan:
+    """The chunking and tiling that code prepared uint8 ``frames`` (or their (T, H, W)) within
+    ``max_memory`` for the whole process (what it holds now, the weights' inference caches, the frames in
+    and out included). Given ``chunk_frames`` or ``tile``, that plan is checked instead of chosen. Raises
+    MemoryBudgetError, naming the memory needed, before any work."""
+    t, h, w = frames.shape[:3] if isinstance(frames, np.ndarray) else frames
+    budget = parse_memory(max_memory)
+    # what the process holds, the inference weight caches, the frames in and out, 64 MiB of slack
+    fixed = process_bytes() + weight_bytes(model) + 2 * t * h * w * 3 + 2 ** 26
+    fixed += 2 * model.cfg.latent_channels * t * h * w * 4 // (model.cfg.spatial_compression ** 2)  # latents
+    if not (chunk_frames or tile):
+        return plan(model.cfg, t, h, w, budget, fixed)
+    cfg, s = model.cfg, model.cfg.spatial_compression
+    n = chunk_frames or t
+    th, tw = (min(tile, h), min(tile, w)) if tile else (h, w)
+    need = fixed + max(estimate(cfg, "encode", (1, cfg.in_channels, n, th, tw)),
+                       estimate(cfg, "decode", (1, cfg.latent_channels, 1 + (n - 1) // cfg.temporal_compression,
+                                                th // s, tw // s)))
+    if need > budget:
+        raise MemoryBudgetError(f"coding {t} frames of {h}x{w} (HxW) in pieces of {n} frames x {th}x{tw} needs "
+                                f"about {gib(need)}; the budget is {gib(budget)} (raise --max-memory, or leave "
+                                "--chunk / --tile unset to let the budget choose them)")
+    return Plan(chunk_frames, tile, overlap if tile else 0, need, cfg.temporal_compression, s)
+
+
+@torch.no_grad()
+def encode_frames(model: Tokenizer, frames: np.ndarray, p: Plan) -> torch.Tensor:
+    """Latent or FSQ indices of prepared uint8 frames (``prepare_frames``), coded window by window as ``p``
+    says; only one window is ever held as float."""
+    from openwfm.video.transforms import to_tensor
+
+    t = model.cfg.temporal_compression
+    windows = temporal_windows(len(frames), p.chunk_frames or len(frames), t)
+    parts = []
+    for i, (a, b) in enumerate(windows):
+        z = encode(model, to_tensor(frames[a:b])[None], 0, p.tile, p.overlap)
+        parts.append(z if i == 0 else z[:, :, 1:] if z.is_floating_point() else z[:, 1:])
+    return torch.cat(parts, dim=2 if parts[0].is_floating_point() else 1)
+
+
+@torch.no_grad()
+def decode_frames(model: Tokenizer, z: torch.Tensor, p: Plan,
+                  visit: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) of a latent or FSQ indices, decoded window by window as ``p`` says into one
+    uint8 array; ``visit(first_frame, window)`` sees each window's frames as float (1, 3, n, H, W) in
+    [-1, 1] (clamped), e.g. to score them against the input."""
+    from openwfm.video.transforms import from_tensor
+
+    time_dim = 2 if z.is_floating_point() else 1
+    latents = z.shape[time_dim]
+    windows = temporal_windows(latents, p.chunk_latents or latents, 1)
+    out, at = None, 0
+    for i, (a, b) in enumerate(windows):
+        x = decode(model, z.narrow(time_dim, a, b - a), 0, p.tile_latent, p.overlap_latent).clamp(-1, 1)
+        if i:
+            x = x[:, :, 1:]
+        if out is None:
+            frames = 1 + (latents - 1) * model.cfg.temporal_compression if not model.cfg.is_image else latents
+            out = np.empty((frames, x.shape[3], x.shape[4], 3), np.uint8)
+        if visit is not None:
+            visit(at, x)
+        out[at:at + x.shape[2]] = from_tensor(x[0])
+        at += x.shape[2]
+    return out[:at]
 
 
 def save_latent(path: str | os.PathLike, z: torch.Tensor, model: Tokenizer, meta: dict) -> Path:
