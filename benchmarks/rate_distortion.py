@@ -25,7 +25,7 @@ import torch
 
 from openwfm.evaluate.metrics import psnr, ssim
 from openwfm.tokenizer import api
-from openwfm.tokenizer.evaluate import clip_of, clip_starts
+from openwfm.evaluate.tokenizer import clip_of, clip_starts
 from openwfm.tokenizer.fsq import indices_to_codes
 from openwfm.tokenizer.pretrained import shipped
 from openwfm.video import read_video, write_video

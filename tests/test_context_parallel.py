@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from dist_helpers import run_ranks
 
-from openwfm.train.context_parallel import (
+from openwfm.nn.context_parallel import (
     causal_mask,
     context_parallel_attention,
     gather_sequence,

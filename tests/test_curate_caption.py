@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from openwfm.curate.caption import VLMCaptioner, caption, sim_caption, template_caption
+from openwfm.text.caption import VLMCaptioner, caption, sim_caption, template_caption
 
 def clip_frames(t: int = 6, h: int = 24, w: int = 32) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (t, h, w, 3), dtype=np.uint8)

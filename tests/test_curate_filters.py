@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from openwfm.curate.motion import motion_decision, motion_scores
+from openwfm.video.motion import motion_decision, motion_scores
 from openwfm.curate.quality import quality_decision, quality_scores
 
 

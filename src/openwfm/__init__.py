@@ -1,8 +1,8 @@
 """openwfm: an open platform for world foundation models (after NVIDIA Cosmos, 2025)."""
 
 from openwfm.errors import OpenWFMError
+from openwfm.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["OpenWFMError", "WorldPipeline", "__version__"]
 
 

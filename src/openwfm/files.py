@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+MANIFEST = "manifest.jsonl"  # the curator's record of every input it found (curate/manifest.py)
+
 
 def _current_umask() -> int:
     mask = os.umask(0)

@@ -162,7 +162,7 @@ def eval_tokenizer(videos: List[Path] = typer.Argument(..., help="Video files (o
                    out_dir: Path = typer.Option(Path("eval/tokenizer"), "--out", "-o", help="Where results.json and report.html go.")) -> None:
     """Tokenizer reconstruction (wfm tokenizer eval) with the eval reports: PSNR, SSIM, perceptual distance per
     clip; FD-EffNet (and FVD with --i3d)."""
-    from openwfm.tokenizer.evaluate import evaluate
+    from openwfm.evaluate.tokenizer import evaluate
 
     files = [f for p in videos for f in (sorted(p.glob("*.mp4")) if p.is_dir() else [p])]
     if not files:

@@ -200,7 +200,7 @@ def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (o
                    i3d: Optional[Path] = typer.Option(None, "--i3d", help="Local TorchScript I3D for true FVD."),
                    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON.")) -> None:
     """Reconstruction metrics: PSNR, SSIM, perceptual distance per clip; FD-EffNet (and FVD with --i3d)."""
-    from openwfm.tokenizer.evaluate import evaluate
+    from openwfm.evaluate.tokenizer import evaluate
 
     files = [f for p in videos for f in (sorted(p.glob("*.mp4")) if p.is_dir() else [p])]
     if not files:

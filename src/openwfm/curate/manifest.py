@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-log = logging.getLogger(__name__)
+from openwfm.files import MANIFEST
 
-MANIFEST = "manifest.jsonl"
+log = logging.getLogger(__name__)
 
 
 class Manifest:

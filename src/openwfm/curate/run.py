@@ -97,7 +97,7 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
 def _vlm(cfg: CurateConfig):
     if not cfg.caption_model:
         return None
-    from openwfm.curate.caption import VLMCaptioner
+    from openwfm.text.caption import VLMCaptioner
 
     return VLMCaptioner(cfg.caption_model)
 

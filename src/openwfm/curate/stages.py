@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from openwfm.curate.aesthetic import AestheticConfig
-from openwfm.curate.motion import MotionConfig, motion_decision, motion_scores
+from openwfm.video.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
 from openwfm.curate.split import ClipRules, SplitConfig, clips, find_transitions, shots
 from openwfm.curate.text_overlay import OverlayTextConfig, text_decision, text_scores
@@ -278,7 +278,7 @@ def filter_clip(job: dict, cfg: CurateConfig, out_dir: str | os.PathLike) -> dic
 def annotate_clip(rec: dict, out_dir: str | os.PathLike, vlm=None, text_encoder=None) -> dict:
     """Stage 3 (caption + text embedding) of a kept clip: the model-heavy stage (a GPU stage on Ray).
     The caption's token embeddings go to ``clips/<id>.text.safetensors`` (float16, padding cut off)."""
-    from openwfm.curate.caption import caption
+    from openwfm.text.caption import caption
 
     if rec["status"] != "kept":
         return rec

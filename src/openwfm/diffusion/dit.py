@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openwfm.diffusion.rope import apply_rope, rope_angles
-from openwfm.train.context_parallel import context_parallel_attention, gather_sequence, shard_sequence
+from openwfm.nn.context_parallel import context_parallel_attention, gather_sequence, shard_sequence
 
 
 @dataclass

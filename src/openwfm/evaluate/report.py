@@ -27,7 +27,7 @@ def run_info(command: list[str] | str | None = None) -> dict:
     """Where and when a result was made."""
     import torch
 
-    from openwfm import __version__
+    from openwfm.version import __version__
 
     cmd = command if command is not None else sys.argv
     return {"command": cmd if isinstance(cmd, str) else shlex.join(map(str, cmd)),

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from openwfm import __version__
+from openwfm.version import __version__
 from openwfm.sim.config import SimConfig
 from openwfm.sim.rollout import Rollout
 from openwfm.sim.world import SimError

@@ -80,7 +80,7 @@ def _shard_captions(tar: Path) -> list[str]:
 
 
 def _curator_captions(out_dir: Path) -> list[str]:
-    from openwfm.curate.manifest import MANIFEST
+    from openwfm.files import MANIFEST
 
     caps, templates = [], 0
     for i, line in enumerate((out_dir / MANIFEST).read_text(encoding="utf-8").splitlines()):

@@ -253,19 +253,19 @@ def _agreeing(candidates: list[str], prompt: str) -> tuple[list[str], list[tuple
 
 def video_caption(frames: np.ndarray | None, captioner=None, fps: float = 24.0) -> str | None:
     """The input video's caption for Video2World: a VLM's (``captioner``: a local model directory, or a
-    callable such as ``openwfm.curate.caption.VLMCaptioner``), else the curator's template caption from the
+    callable such as ``openwfm.text.caption.VLMCaptioner``), else the curator's template caption from the
     measured camera motion, motion and brightness (no content words); None without frames."""
     if frames is None or np.asarray(frames).ndim != 4 or len(frames) == 0:
         return None
     frames = np.asarray(frames)
     if captioner is not None:
         if isinstance(captioner, (str, os.PathLike)):
-            from openwfm.curate.caption import VLMCaptioner
+            from openwfm.text.caption import VLMCaptioner
 
             captioner = VLMCaptioner(captioner)
         return " ".join(str(captioner(frames)).split()) or None
-    from openwfm.curate.caption import template_caption
-    from openwfm.curate.motion import motion_scores
+    from openwfm.text.caption import template_caption
+    from openwfm.video.motion import motion_scores
 
     info = {**motion_scores(frames, fps), "brightness": float(frames.mean() / 255), "duration": len(frames) / fps}
     return template_caption(info)

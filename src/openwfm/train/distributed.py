@@ -2,7 +2,7 @@
 
 Ranks form a (data_parallel, context_parallel) grid. Every rank holds (a shard of) every parameter and
 gradients are averaged over all ranks: data-parallel ranks see different batches; context-parallel ranks
-see the same batch and each keeps 1/cp of the token sequence (see ``context_parallel.py``). Because each
+see the same batch and each keeps 1/cp of the token sequence (see ``openwfm/nn/context_parallel.py``). Because each
 rank's loss is the mean over its own tokens and chunks are equal, the average over all ranks is the loss
 of the whole batch, so DDP and FSDP2 need no special case for context parallelism.
 """

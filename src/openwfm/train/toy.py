@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from openwfm.config import ConfigError, register_preset
 from openwfm.data import DataConfig, StageConfig
 from openwfm.train.config import TrainConfig
-from openwfm.train.context_parallel import context_parallel_attention, shard_sequence
+from openwfm.nn.context_parallel import context_parallel_attention, shard_sequence
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
 
