@@ -74,10 +74,10 @@ def score(pred_frames: list[list[float]], truths: list[list[Transition]], slack:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--videos", type=int, default=20)
-    ap.add_argument("--size", default="90x160", help="HxW of the synthetic videos")
+    ap.add_argument("--size", default="160x90", help="WIDTHxHEIGHT of the synthetic videos")
     ap.add_argument("--sim", type=Path, default=None, help="directory of held-out simulator rollouts (mp4)")
     args = ap.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
+    w, h = (int(v) for v in args.size.split("x"))
     from scenedetect import AdaptiveDetector, ContentDetector
     from scenedetect import detect as sd_detect
 

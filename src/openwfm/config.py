@@ -88,9 +88,10 @@ def load_yaml(path: str | Path) -> DictConfig:
 
 
 def make_config(cls: type[T], preset: str | None = None, yaml_files: Iterable[str | Path] = (),
-                overrides: Iterable[str] = ()) -> T:
-    """Preset (or the class defaults) <- each YAML file <- each ``a.b=value`` override."""
-    base = get_preset(cls, preset) if preset else cls()
+                overrides: Iterable[str] = (), base: T | None = None) -> T:
+    """Preset (or ``base``, or the class defaults) <- each YAML file <- each ``a.b=value`` override."""
+    if base is None:
+        base = get_preset(cls, preset) if preset else cls()
     merged = OmegaConf.structured(base)
     layers: list[tuple[str, DictConfig]] = [(str(p), load_yaml(p)) for p in yaml_files]
     for item in overrides:
@@ -140,3 +141,26 @@ def to_dict(cfg: Any) -> dict:
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def flat(obj) -> dict[str, object]:
+    """A config (dataclass or dict) as ``{"a.b.c": value}`` (lists stay values)."""
+    data = OmegaConf.to_container(OmegaConf.structured(obj) if not isinstance(obj, dict) else OmegaConf.create(obj),
+                                  resolve=True)
+    out: dict[str, object] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(data, "")
+    return out
+
+
+def config_changes(old, new) -> dict[str, tuple[object, object]]:
+    """``{key: (old value, new value)}`` for every leaf that differs between two configs."""
+    a, b = flat(old), flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

@@ -14,9 +14,18 @@ from openwfm.errors import OpenWFMError
 __all__ = ["BLOCKED_EXIT", "_guard_hooks", "app", "main"]
 
 
+def _global_flags(argv: list[str]) -> list[str]:
+    """``--quiet``/``-q`` and ``--debug`` are accepted anywhere on the line (Typer reads them only before the
+    subcommand): move them to the front. Arguments after ``--`` are left alone."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    flags = [a for a in head if a in ("--quiet", "-q", "--debug")]
+    rest = [a for i, a in enumerate(argv) if not (a in flags and i < len(head))]
+    return flags + rest
+
+
 def main() -> None:
     try:
-        app()
+        app(args=_global_flags(sys.argv[1:]))
     except OpenWFMError as e:
         if _state["debug"]:
             raise

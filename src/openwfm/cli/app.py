@@ -44,11 +44,14 @@ def _configs() -> dict:
 
 
 def _parse_size(size: str) -> tuple[int, int]:
+    """``--size WxH`` (width first, as ffmpeg and ``wfm video info`` write it) -> (height, width)."""
     try:
-        h, w = (int(v) for v in size.lower().split("x"))
-        return h, w
+        w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
-        raise ConfigError(f"--size '{size}': expected HxW, e.g. 128x128") from None
+        raise ConfigError(f"--size '{size}': expected WIDTHxHEIGHT, e.g. 128x96") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"--size '{size}': width and height must be positive, e.g. 128x96 (WIDTHxHEIGHT)")
+    return h, w
 
 
 def _progress() -> Progress:

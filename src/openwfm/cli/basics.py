@@ -20,7 +20,7 @@ def sim(scenario: str = typer.Argument(..., help="falling | push | orbit"),
         num: int = typer.Option(4, "--num", "-n", min=1, help="Number of samples."),
         out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
         frames: Optional[int] = typer.Option(None, "--frames", help="Frames per sample (default 33)."),
-        size: Optional[str] = typer.Option(None, "--size", help="HxW, e.g. 128x128."),
+        size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT, e.g. 128x96."),
         fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default 12)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the first sample; sample i uses seed + i."),
         workers: int = typer.Option(1, "--workers", "-j", min=1, help="Parallel simulator processes."),
@@ -81,8 +81,8 @@ def video_info(files: List[Path] = typer.Argument(..., help="Video files."),
 
 @video_app.command("convert")
 def video_convert(src: Path = typer.Argument(..., help="Input video (anything FFmpeg reads)."),
-                  dst: Path = typer.Argument(..., help="Output .mp4 (H.264) or .gif."),
-                  size: Optional[str] = typer.Option(None, "--size", help="Resize to HxW."),
+                  dst: Path = typer.Argument(..., help="Output video: the container follows the extension (.mp4, .m4v, .mov, .mkv, .avi: H.264) or .gif."),
+                  size: Optional[str] = typer.Option(None, "--size", help="Resize to WIDTHxHEIGHT, e.g. 128x96."),
                   step: int = typer.Option(1, "--step", min=1, help="Keep every n-th frame."),
                   start: float = typer.Option(0.0, "--start", help="Start time, seconds."),
                   end: Optional[float] = typer.Option(None, "--end", help="End time, seconds."),
@@ -90,8 +90,9 @@ def video_convert(src: Path = typer.Argument(..., help="Input video (anything FF
                   strict: bool = typer.Option(False, "--strict", help="Fail when any declared frame cannot be read (default: warn and convert what decodes).")) -> None:
     """Cut, subsample, resize and re-encode a video to H.264 mp4 or GIF. Frames the input declares but that
     cannot be read (a truncated file) are reported; --strict makes that an error."""
-    from openwfm.video import VideoError, pad_to_multiple, read_video, resize, write_gif, write_video
+    from openwfm.video import check_output, pad_to_multiple, read_video, resize, write_gif, write_video
 
+    check_output(dst, gif=True)
     video = read_video(src, step=step, start_time=start, end_time=end, missing="error" if strict else "ignore")
     if video.missing:
         out.print(f"[yellow]warning: {src}: {video.missing} declared frames could not be read (truncated or "
@@ -99,10 +100,8 @@ def video_convert(src: Path = typer.Argument(..., help="Input video (anything FF
     frames = resize(video.frames, _parse_size(size)) if size else video.frames
     if dst.suffix.lower() == ".gif":
         write_gif(dst, frames, video.fps)
-    elif dst.suffix.lower() == ".mp4":
-        write_video(dst, pad_to_multiple(frames, 2), video.fps, crf=crf)
     else:
-        raise VideoError(dst, "output must end in .mp4 or .gif")
+        write_video(dst, pad_to_multiple(frames, 2), video.fps, crf=crf)
     out.print(f"wrote {len(frames)} frames to {dst}")
 
 

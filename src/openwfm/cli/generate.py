@@ -45,14 +45,16 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
                         steps: Optional[int] = _STEPS, guidance: Optional[float] = _GUIDANCE,
                         seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
                         frames: int = typer.Option(0, "--frames", help="Frames (0: the model's clip length)."),
-                        size: str = typer.Option("", "--size", help="HxW (default: the model's training size)."),
+                        size: str = typer.Option("", "--size", help="WIDTHxHEIGHT (default: the model's training size)."),
                         offload: bool = _OFFLOAD, device: str = _DEVICE, max_memory: str = _MEMORY,
                         no_guardrail: bool = _NO_GUARD,
                         guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
                         upsampler: Optional[Path] = _UPSAMPLER) -> None:
     """Text2World: a video from a prompt (between the prompt and video guards; optionally upsampled)."""
     from openwfm.diffusion.pipeline import WorldPipeline
-    from openwfm.video import write_video
+    from openwfm.video import check_output, write_video
+
+    check_output(dst)
 
     up = _upsampler(upsample_index, upsampler)
     pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload, upsample=up,
@@ -71,7 +73,7 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          total: int = typer.Option(0, "--total-frames", help="Chain clips up to this many frames."),
                          checkpoint: Optional[Path] = _CKPT, steps: Optional[int] = _STEPS, guidance: Optional[float] = _GUIDANCE,
                          seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
-                         size: str = typer.Option("", "--size", help="HxW to resize the input to (default: the model's)."),
+                         size: str = typer.Option("", "--size", help="WIDTHxHEIGHT to fit the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
                          actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
                          offload: bool = _OFFLOAD, device: str = _DEVICE, max_memory: str = _MEMORY,
@@ -81,8 +83,9 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     """Video2World: continue a video (optionally steered by a prompt, a camera path or robot actions),
     between the prompt and video guards."""
     from openwfm.diffusion.pipeline import WorldPipeline
-    from openwfm.video import read_video, write_video
+    from openwfm.video import check_output, read_video, write_video
 
+    check_output(dst)
     if checkpoint is None and actions is not None:
         from openwfm.diffusion.pretrained import DEFAULT_ACTION
 
@@ -105,8 +108,9 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
     video = pipe.video2world(frames, prompt, g, total_frames=total, net_kw=net_kw)
     write_video(dst, video, fps)
     resized = "" if source.shape[1:3] == (h, w) else f", input fitted from {source.shape[2]}x{source.shape[1]} (--size)"
-    out.print(f"wrote {dst}: {len(frames)} input + {len(video) - len(frames)} generated frames ({n_in} "
-              f"conditioning), {w}x{h}{resized}, in {time.perf_counter() - t0:.1f} s", highlight=False)
+    out.print(f"wrote {dst}: {len(frames)} input + {len(video) - len(frames)} generated frames (continuing the last "
+              f"{n_in} of the {len(frames)} input frames), {w}x{h}{resized}, in {time.perf_counter() - t0:.1f} s",
+              highlight=False)
 
 
 @gen_app.command("multiview")

@@ -26,7 +26,7 @@ def tokenizer_train(overrides: Optional[List[str]] = typer.Argument(None, help="
                     resume: bool = typer.Option(False, "--resume", help="Continue from the newest good checkpoint."),
                     seed: Optional[int] = typer.Option(None, "--seed")) -> None:
     """Train a tokenizer (the same as: wfm train tokenizer --preset P ...)."""
-    train("tokenizer", overrides, out_dir, preset, config, resume, seed)
+    train("tokenizer", overrides, out_dir, preset, config, resume, seed, False, False)
 
 
 _MAX_MEMORY = typer.Option("4GiB", "--max-memory", help="Memory the whole process may use (e.g. 4GiB, 512MB): "
@@ -61,7 +61,7 @@ def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
     z = api.encode_frames(model, f, plan)
     api.save_latent(dst, z, model, {"frames": kept, "fps": v.fps, "height": f.shape[1], "width": f.shape[2]})
     out.print(f"wrote {dst}: {'indices' if not z.is_floating_point() else 'latent'} {tuple(z.shape)} "
-              f"from {kept} frames {f.shape[1]}x{f.shape[2]} (HxW)", highlight=False)
+              f"from {kept} frames of {f.shape[2]}x{f.shape[1]}", highlight=False)
 
 
 def _check_pieces(model, chunk: int, tile: int, overlap: int, latent: bool = False) -> None:
@@ -100,8 +100,9 @@ def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm 
     """Decode a latent / token file back to video."""
     from openwfm.tokenizer import api
     from openwfm.tokenizer.model import TokenizerError
-    from openwfm.video import write_gif, write_video
+    from openwfm.video import check_output, write_gif, write_video
 
+    check_output(dst, gif=True)
     model = _load_tok(checkpoint)
     _check_pieces(model, chunk, tile, overlap, latent=True)
     z, meta = api.load_latent(src)
@@ -135,9 +136,10 @@ def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
 
     from openwfm.evaluate.metrics import DATA_RANGE, ssim_frames
     from openwfm.tokenizer import api
-    from openwfm.video import read_video, write_video
+    from openwfm.video import check_output, read_video, write_video
     from openwfm.video.transforms import to_tensor
 
+    check_output(dst)
     model = _load_tok(checkpoint)
     _check_pieces(model, chunk, tile, overlap)
     v = read_video(video, 0, frames or None)

@@ -20,9 +20,13 @@ ckpt_app = typer.Typer(help="Training checkpoints: verify, convert sharded ones 
 app.add_typer(ckpt_app, name="ckpt")
 
 
+TASKS_HELP = ("What to train: tokenizer, diffusion (Text2World / Video2World), ar (autoregressive world model), "
+              "ar-decoder (its diffusion decoder), posttrain-camera, posttrain-action, posttrain-multiview, toy (a "
+              "tiny DiT-like denoiser for trying the trainer). `wfm config train-TASK` shows a task's settings.")
+
+
 @app.command()
-def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-like denoiser); each model "
-                                               "family adds its own."),
+def train(task: str = typer.Argument(..., help=TASKS_HELP),
           overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=500 "
                                                                       "data.shards=SHARDS (see wfm config train-TASK)."),
           out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, metrics.jsonl."),
@@ -30,15 +34,30 @@ def train(task: str = typer.Argument(..., help="What to train: toy (a tiny DiT-l
           config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
           resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --out."),
           seed: Optional[int] = typer.Option(None, "--seed", help="Shortcut for train.seed=N."),
-          restart: bool = typer.Option(False, "--restart", help="Start over from step 0, moving the run's checkpoints to checkpoints/quarantine/ (nothing is deleted).")) -> None:
+          restart: bool = typer.Option(False, "--restart", help="Start over from step 0, moving the run's checkpoints to checkpoints/quarantine/ (nothing is deleted)."),
+          allow_change: bool = typer.Option(False, "--allow-change", help="With --resume: allow overrides that change what the run trains (data, model, optimizer, ...); steps, logging and checkpointing may always change.")) -> None:
     """Train a model. On several processes or GPUs, launch the same command with torchrun:
-    torchrun --nproc-per-node N -m openwfm.cli train TASK ... train.dist.strategy=fsdp"""
+    torchrun --nproc-per-node N -m openwfm.cli train TASK ... train.dist.strategy=fsdp
+
+    With --resume the run's saved configuration is restored and the overrides apply on top of it."""
     from openwfm.train.loop import Trainer, TrainingInterrupted
+    from openwfm.train.runconfig import resume_config
     from openwfm.train.task import get_task
 
     task_cls = get_task(task)
     extra = [f"train.seed={seed}"] if seed is not None else []
-    cfg = make_config(task_cls.config_cls, preset=preset, yaml_files=config or [], overrides=(overrides or []) + extra)
+    cfg = None
+    if resume:
+        cfg, changes, ckpt = resume_config(task, task_cls.config_cls, out_dir, config or [], (overrides or []) + extra,
+                                           allow_change)
+        if cfg is not None:
+            console.print(f"resume: the configuration saved in {ckpt}"
+                          + (f" (--preset {preset} not applied)" if preset else ""), highlight=False)
+            for key, (a, b) in changes.items():
+                console.print(f"resume: {key}: {a!r} -> {b!r}", highlight=False)
+    if cfg is None:
+        cfg = make_config(task_cls.config_cls, preset=preset, yaml_files=config or [],
+                          overrides=(overrides or []) + extra)
     trainer = Trainer(task_cls(cfg), out_dir, resume=resume, progress=not _state["quiet"], restart=restart)
     if not trainer.env.is_main:
         logging.getLogger().setLevel(logging.ERROR)
@@ -64,7 +83,7 @@ def _posttrain(task: str, base: Optional[Path], data: Optional[Path], out_dir: P
     if base is not None and not base.exists():
         raise typer.BadParameter(f"{base}: no such run or checkpoint", param_hint="--base")
     extra = ([f"base={base}"] if base is not None else []) + ([f"data.shards={data}"] if data is not None else [])
-    train(task, (overrides or []) + extra, out_dir, preset, None, resume, None, False)
+    train(task, (overrides or []) + extra, out_dir, preset, None, resume, None, False, False)
 
 
 _BASE = typer.Option(None, "--base", help="The diffusion run or checkpoint to start from.")

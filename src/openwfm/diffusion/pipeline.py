@@ -22,11 +22,17 @@ from typing import Callable
 import numpy as np
 import torch
 
+from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.model import WorldModel, condition_latent_frames
 from openwfm.diffusion.sample import sample_latents
-from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.train import DiffusionRunConfig
+from openwfm.errors import OpenWFMError
 from openwfm.text.encoder import make_text_encoder
+
+
+class GenerateError(OpenWFMError, ValueError):
+    """An input generation cannot take (frames, sizes, conditions, settings): one line for the CLI, and a
+    ValueError for Python callers."""
 
 
 @dataclass
@@ -113,7 +119,7 @@ class WorldPipeline:
             "negative_prompt": negative_prompt, "seed": seed})
         if video is None:
             if actions is not None or camera is not None:
-                raise ValueError("actions and camera condition Video2World: give the input video too")
+                raise GenerateError("actions and camera condition Video2World: give the input video too")
             return WorldOutput(self.text2world(prompt, g), prompt)
         frames = self.fit_frames(video, g)
         meta: dict = {"name": str(video) if isinstance(video, (str, os.PathLike)) else "video"}
@@ -134,7 +140,7 @@ class WorldPipeline:
         g = g or GenerateConfig()
         frames = read_video(video).frames if isinstance(video, (str, os.PathLike)) else np.asarray(video)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-            raise ValueError(f"video must be uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+            raise GenerateError(f"video must be uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
         h, w = g.height or self.cfg.data.resolution, g.width or self.cfg.data.resolution
         scale = max(h / frames.shape[1], w / frames.shape[2])
         frames = resize(frames, (max(h, round(frames.shape[1] * scale)), max(w, round(frames.shape[2] * scale))))
@@ -177,7 +183,7 @@ class WorldPipeline:
         w = g.width or self.cfg.data.resolution
         m = tok.spatial_compression * self.cfg.model.patch_spatial
         if h % m or w % m:
-            raise ValueError(f"height and width must be multiples of {m} (tokenizer x patch), got {h}x{w}")
+            raise GenerateError(f"height and width must be multiples of {m} (tokenizer x patch), got {h}x{w}")
         t_lat = 1 + (frames - 1) // tok.temporal_compression
         return 1, tok.latent_channels, t_lat, h // tok.spatial_compression, w // tok.spatial_compression
 
@@ -212,7 +218,7 @@ class WorldPipeline:
             self._dit_peak = (key, int(SAFETY * peak))
         need = process_bytes() + self._dit_peak[1] + 4 * clip * height * width * 3 + 2 ** 26
         if need > budget:
-            raise MemoryBudgetError(f"generating {clip} frames of {height}x{width} (HxW) needs about {gib(need)} "
+            raise MemoryBudgetError(f"generating {clip} frames of {width}x{height} needs about {gib(need)} "
                                     f"for the world model's denoiser; the budget is {gib(budget)} (raise "
                                     "--max-memory, or generate fewer or smaller frames)")
         return plan_for(self.codec.model, (clip, height, width), budget)
@@ -247,7 +253,7 @@ class WorldPipeline:
         try:
             return self._conditions(meta, g, size)
         except ConfigError as e:  # a malformed camera / action record
-            raise ValueError(f"{meta.get('name', '?')}: {e}") from e
+            raise GenerateError(f"{meta.get('name', '?')}: {e}") from e
 
     def _conditions(self, meta: dict, g: GenerateConfig, size: tuple[int, int]) -> dict:
         from openwfm.posttrain.train import ActionRunConfig, CameraRunConfig, clip_rays
@@ -257,22 +263,22 @@ class WorldPipeline:
         if isinstance(self.cfg, CameraRunConfig):
             cams = (meta.get("camera") or {}).get("cam2world") or []
             if len(cams) < clip:
-                raise ValueError(f"{name}: {len(cams)} cameras (meta.camera.cam2world) for a {clip}-frame clip of "
+                raise GenerateError(f"{name}: {len(cams)} cameras (meta.camera.cam2world) for a {clip}-frame clip of "
                                  "the camera-conditioned model")
             kw["extra"] = clip_rays(meta, 0, 1, clip, size, self.latent_grid(*size, g), tc)[None]
         if isinstance(self.cfg, ActionRunConfig):
             dim = self.model.net.cfg.action_dim
             if meta.get("actions"):
                 if len(meta["actions"]) < clip - 1:
-                    raise ValueError(f"{name}: needs {clip - 1} actions of 7 numbers for a {clip}-frame clip")
+                    raise GenerateError(f"{name}: needs {clip - 1} actions of 7 numbers for a {clip}-frame clip")
                 a = self.cfg.action_input(meta, 0, 1, clip, tc)
                 if a.shape[-1] != dim:
-                    raise ValueError(f"{name}: {a.shape[-1]} action values, the model takes {dim}")
+                    raise GenerateError(f"{name}: {a.shape[-1]} action values, the model takes {dim}")
                 kw["action"] = a[None]
             elif self.cfg.blind:
                 kw["action"] = torch.zeros((1, 1 + (clip - 1) // tc, dim) if self.cfg.per_frame else (1, dim))
             else:
-                raise ValueError(f"{name}: no actions (meta.actions: push rollouts have them), which the "
+                raise GenerateError(f"{name}: no actions (meta.actions: push rollouts have them), which the "
                                  "action-conditioned model needs")
         return kw
 
@@ -284,16 +290,20 @@ class WorldPipeline:
         ``net_kw``: post-training conditions for one clip (``extra``: camera rays (1, 6, T', H', W'),
         ``action``: (1, action_dim)); they describe one clip, so they cannot be chained."""
         if net_kw and total_frames:
-            raise ValueError("camera / action conditions describe one clip: leave total_frames at 0")
+            raise GenerateError("camera / action conditions describe one clip: leave total_frames at 0")
         from openwfm.video.transforms import to_tensor
 
         g = g or GenerateConfig()
         if not self.model.net.cfg.condition_mask:
-            raise ValueError("this world model was trained without Video2World conditioning (v2w.enabled)")
+            raise GenerateError("this world model was trained without Video2World conditioning (v2w.enabled)")
         n_in = g.num_input_frames or self.cfg.v2w.num_input_frames
+        trained = sorted({k for k in (self.cfg.v2w.input_frame_choices or [self.cfg.v2w.num_input_frames]) if k})
+        if n_in not in trained:
+            raise GenerateError(f"{n_in} input frames: this model was trained on "
+                                f"{' or '.join(map(str, trained))} (--num-input-frames)")
         num_cond = condition_latent_frames(n_in, self.codec.model.cfg.temporal_compression)
         if len(frames) < n_in:
-            raise ValueError(f"Video2World needs {n_in} input frames, got {len(frames)}")
+            raise GenerateError(f"Video2World needs {n_in} input frames, got {len(frames)}")
         h, w = frames.shape[1:3]
         plan = self.memory_plan(g, h, w, net_kw)
         _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)

@@ -27,21 +27,25 @@ class SimError(OpenWFMError):
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """pybullet prints its build banner and loader notes from C straight to fd 1; keep CLI output clean."""
+    """pybullet prints its build banner and loader notes from C straight to fd 1 and fd 2 (the banner's
+    stream differs between builds); keep CLI output clean."""
     try:
-        fd = os.dup(1)
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
     except OSError:
         yield
         return
     with open(os.devnull, "w") as null:
         sys.stdout.flush()
-        os.dup2(null.fileno(), 1)
+        sys.stderr.flush()
+        for fd in saved:
+            os.dup2(null.fileno(), fd)
         try:
             yield
         finally:
-            ctypes.CDLL(None).fflush(None)  # C stdio buffers go to /dev/null, not to the restored fd
-            os.dup2(fd, 1)
-            os.close(fd)
+            ctypes.CDLL(None).fflush(None)  # C stdio buffers go to /dev/null, not to the restored fds
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def _drop_c_stdout_at_exit() -> None:

@@ -121,7 +121,7 @@ def plan_for(model: Tokenizer, frames: np.ndarray | tuple[int, int, int], max_me
                        estimate(cfg, "decode", (1, cfg.latent_channels, 1 + (n - 1) // cfg.temporal_compression,
                                                 th // s, tw // s)))
     if need > budget:
-        raise MemoryBudgetError(f"coding {t} frames of {h}x{w} (HxW) in pieces of {n} frames x {th}x{tw} needs "
+        raise MemoryBudgetError(f"coding {t} frames of {w}x{h} in pieces of {n} frames x {tw}x{th} needs "
                                 f"about {gib(need)}; the budget is {gib(budget)} (raise --max-memory, or leave "
                                 "--chunk / --tile unset to let the budget choose them)")
     return Plan(chunk_frames, tile, overlap if tile else 0, need, cfg.temporal_compression, s)

@@ -112,7 +112,7 @@ def plan(cfg: TokenizerConfig, frames: int, height: int, width: int, max_bytes: 
                 return Plan(chunk, tile, overlap if tile else 0, need, t, s)
             smallest = need
     raise MemoryBudgetError(
-        f"a {frames}-frame {height}x{width} (HxW) clip needs at least {gib(smallest)} to code with the "
+        f"a {frames}-frame {width}x{height} clip needs at least {gib(smallest)} to code with the "
         f"{cfg.kind} tokenizer even in windows of {1 + t} frames and {tiles[-1] or height} px tiles; the budget "
         f"is {gib(max_bytes)} (raise --max-memory, or use fewer frames or a smaller size)")
 

@@ -255,9 +255,9 @@ class Tokenizer(nn.Module):
                                  f"frame) or trim")
         s = cfg.spatial_compression
         if h % s or w % s:
-            raise TokenizerError(f"video is {h}x{w} (HxW); the {cfg.kind} tokenizer needs both sides to be "
-                                 f"multiples of {s}, e.g. {max(s, h - h % s)}x{max(s, w - w % s)} "
-                                 f"(crop) or {math.ceil(h / s) * s}x{math.ceil(w / s) * s} (pad)")
+            raise TokenizerError(f"video is {w}x{h} (width x height); the {cfg.kind} tokenizer needs both sides to "
+                                 f"be multiples of {s}, e.g. {max(s, w - w % s)}x{max(s, h - h % s)} "
+                                 f"(crop) or {math.ceil(w / s) * s}x{math.ceil(h / s) * s} (pad)")
         if not x.is_meta and not torch.isfinite(x).all():
             raise TokenizerError("video contains NaN or Inf values")
 

@@ -310,8 +310,23 @@ def _rank(sorted_pts: np.ndarray, pts: int | None) -> int | None:
     return i if i < len(sorted_pts) and sorted_pts[i] == pts else None
 
 
+# extensions VideoWriter writes, and their containers (H.264 in each)
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+
+
+def check_output(path: str | os.PathLike, gif: bool = False) -> Path:
+    """``path`` if its extension names a container this package writes (and ``.gif`` where ``gif``), else a
+    VideoError naming the extensions: called before any work, so nothing is computed for a bad name."""
+    path = Path(path)
+    ok = list(CONTAINERS) + ([".gif"] if gif else [])
+    if path.suffix.lower() not in ok:
+        raise VideoError(path, f"cannot write a '{path.suffix}' video; the container follows the extension: "
+                               f"{', '.join(ok)}")
+    return path
+
+
 class VideoWriter:
-    """Stream frames into an H.264 mp4 (yuv420p). Written to a temporary file and renamed on close,
+    """Stream frames into an H.264 video (yuv420p) in the container its extension names (``CONTAINERS``). Written to a temporary file and renamed on close,
     so an interrupted write never leaves a half file under the final name."""
 
     def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18, codec: str = "libx264",
@@ -322,11 +337,15 @@ class VideoWriter:
             raise VideoError(self.path, f"fps must be positive, got {fps}")
         if not 0 <= crf <= 51:
             raise VideoError(self.path, f"crf must be in [0, 51], got {crf}")
+        fmt = CONTAINERS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise VideoError(self.path, f"cannot write a '{self.path.suffix}' video; the container follows the "
+                                        f"extension: {', '.join(CONTAINERS)}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4", dir=self.path.parent)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
         os.close(fd)
-        self._container = av.open(self._tmp, mode="w", format="mp4",
-                                  options={"movflags": "+faststart"})
+        self._container = av.open(self._tmp, mode="w", format=fmt,
+                                  options={"movflags": "+faststart"} if fmt in ("mp4", "mov") else {})
         self._stream = None
         self.num_frames = 0
 
