@@ -130,3 +130,33 @@ def test_ray_engine_gives_the_same_manifest(inputs, tmp_path):
     strip = lambda recs: {k: _rounded({x: y for x, y in r.items() if x not in ("path", "source", "file")})  # noqa: E731
                           for k, r in recs.items()}
     assert strip(_final(tmp_path / "ray")) == strip(_final(tmp_path / "local"))
+
+
+def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):
+    """`wfm curate` on the project's own footage: the sim preset keeps simulator rollouts, key=value items
+    are overrides (not inputs), the exit status says when inputs failed, and the curator's shard folder
+    feeds training as it is."""
+    import subprocess
+    import sys
+
+    def wfm(*args):
+        return subprocess.run([sys.executable, "-m", "openwfm.cli", *args], capture_output=True, text=True, timeout=600)
+
+    sim = tmp_path / "sim"
+    r = wfm("--quiet", "sim", "falling", "--num", "2", "--out", str(sim), "--frames", "17", "--size", "64x64")
+    assert r.returncode == 0, r.stderr
+    r = wfm("curate", str(sim), "--out", str(tmp_path / "c1"), "--preset", "sim", "short_side=64", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "record" in r.stdout and "kept" in r.stdout  # a table, not a dict
+    records = [json.loads(line) for line in (tmp_path / "c1/manifest.jsonl").read_text().splitlines()]
+    assert not any("short_side" in str(rec.get("path", "")) for rec in records)
+    assert {rec["status"] for rec in records if rec["type"] == "clip"} >= {"kept"}
+    from openwfm.data import load_index
+
+    assert len(load_index(tmp_path / "c1/shards").entries) >= 1  # the shard groups below are found
+    r = wfm("curate", str(tmp_path / "nope"), "--out", str(tmp_path / "c2"), "-q")
+    assert r.returncode == 1, r.stdout + r.stderr
+    bad = sim / "broken.mp4"
+    bad.write_text("not a video")
+    r = wfm("curate", str(sim), "--out", str(tmp_path / "c3"), "--preset", "sim", "-q")
+    assert r.returncode == 4 and "1 input(s) failed" in r.stderr, r.stdout + r.stderr

@@ -1,7 +1,7 @@
 """``make demo`` / ``wfm demo``: the main job on the embedded default model, on a CPU, in minutes.
 
 1. simulate held-out scenes of every scenario (seeds from 900000; training used seeds from 0);
-2. curate them (the curator's filters for simulator renders: ``DEMO_CURATE``); the kept scenes go on;
+2. curate them (the curator's ``sim`` preset, for simulator renders); the kept scenes go on;
 3. generate their futures with the default model: Video2World from the first 1 or 9 frames and the
    scene's caption — a sample (``steps`` sampler steps) and the conditional mean (one Euler step from
    sigma_max: the denoiser's MMSE estimate, blurrier and higher in PSNR) — and on ``push`` scenes the
@@ -30,8 +30,6 @@ from openwfm.sim import SCENARIOS, SimConfig, generate, sample_name
 # Curating simulator renders: they are short (2.75 s) and synthetic, so no trimming, and the filters
 # trained on real footage (overlay-text OCR, video type, aesthetics) stay off — on these renders OCR
 # "reads" the floor's checkerboard and the type classifier calls them screen recordings.
-DEMO_CURATE = ["rules.trim_seconds=0", "rules.min_seconds=1", "text_filter=false", "type_filter=false",
-               "aesthetic_filter=false", "short_side=128"]
 
 
 @dataclass
@@ -85,7 +83,7 @@ def _curate(out: Path, scenes: list[Path]) -> tuple[list[Path], dict]:
     from openwfm.curate.manifest import Manifest
 
     shutil.rmtree(out / "curated", ignore_errors=True)
-    res = curate([s.with_suffix(".mp4") for s in scenes], out / "curated", make_config(CurateConfig, overrides=DEMO_CURATE))
+    res = curate([s.with_suffix(".mp4") for s in scenes], out / "curated", make_config(CurateConfig, preset="sim"))
     with Manifest(out / "curated") as m:  # the latest record of every id (dedup may drop a clip kept earlier)
         scene_of = {r["id"]: Path(r["path"]).stem for r in m.records("input")}
         kept, why = set(), {}

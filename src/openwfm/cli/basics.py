@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from openwfm.cli.app import _configs, _parse_size, _progress, app, out, video_app
+from openwfm.cli.app import _configs, _parse_size, _progress, app, console, out, video_app
 from openwfm.config import ConfigError, make_config, preset_names, to_yaml
 
 
@@ -161,25 +161,48 @@ def plot(run: Path = typer.Argument(..., help="Run directory (or its metrics.jso
     out.print(f"wrote {plot_run(run, png)}")
 
 
+CURATE_FAILED, CURATE_PARTIAL = 1, 4  # exit codes: every input failed / some failed, the rest curated
+
+
 @app.command()
-def curate(inputs: List[Path] = typer.Argument(..., help="Video files and/or directories (searched recursively)."),
+def curate(inputs: List[str] = typer.Argument(..., help="Video files and/or directories (searched recursively), "
+                                                       "and key=value config overrides (e.g. rules.min_seconds=1)."),
            out_dir: Path = typer.Option(..., "--out", "-o", help="Output: clips/, shards/, manifest.jsonl, report.html."),
            engine: str = typer.Option("local", "--engine", help="local | ray"),
            ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
            workers: int = typer.Option(2, "--workers", "-j", min=1, help="Ray actors of the filter stage (the others: ray.split.workers, ray.annotate.workers)."),
+           preset: Optional[str] = typer.Option(None, "--preset", help="sim: for simulator renders (whole rollouts, "
+                                                "no filters trained on real footage)."),
            config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
-           sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value config overrides, e.g. rules.min_seconds=1"),
+           sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value config overrides, e.g. rules.min_seconds=1 (also accepted among the inputs)."),
            resume: bool = typer.Option(False, "--resume", help="Continue a run in --out (after a crash too).")) -> None:
-    """Curate raw footage: shots -> clips -> filters -> captions -> dedup -> WebDataset shards, with a manifest."""
+    """Curate raw footage: shots -> clips -> filters -> captions -> dedup -> WebDataset shards, with a manifest.
+
+    Exit status: 0 when every input was curated (or skipped as not a video), 1 when every input failed or
+    the command could not run, 4 when some inputs failed and the rest were curated (see manifest.jsonl)."""
     from openwfm.curate.run import curate as run
     from openwfm.curate.stages import CurateConfig, find_inputs
 
-    cfg = make_config(CurateConfig, yaml_files=config or [], overrides=sets or [])
-    n = len(find_inputs(inputs))
+    overrides = [a for a in inputs if "=" in a and not Path(a).exists()]
+    paths = [Path(a) for a in inputs if a not in overrides]
+    if not paths:
+        raise typer.BadParameter("no input video or directory given (key=value items are config overrides)")
+    cfg = make_config(CurateConfig, preset=preset, yaml_files=config or [], overrides=(sets or []) + overrides)
+    n = len(find_inputs(paths))
     with _progress() as progress:
         task = progress.add_task(f"curate ({engine})", total=n)
-        res = run(inputs, out_dir, cfg, engine=engine, ray_address=ray_address, resume=resume, workers=workers,
+        res = run(paths, out_dir, cfg, engine=engine, ray_address=ray_address, resume=resume, workers=workers,
                   on_input=lambda p: progress.advance(task))
     c = res["counts"]
-    out.print(f"inputs: {c.get('input', {})}; clips: {c.get('clip', {})}; "
-              f"{len(res['shards'])} shard group(s) in {out_dir / 'shards'}; report: {out_dir / 'report.html'}")
+    table = Table("record", *sorted({s for v in c.values() for s in v}), title=f"curated into {out_dir}")
+    statuses = table.columns[1:]
+    for kind in ("input", "clip"):
+        table.add_row(kind, *[str(c.get(kind, {}).get(str(col.header), 0)) for col in statuses])
+    out.print(table)
+    out.print(f"{len(res['shards'])} shard group(s) in {out_dir / 'shards'}; report: {out_dir / 'report.html'}",
+              highlight=False)
+    inputs_ = c.get("input", {})
+    failed, curated = inputs_.get("failed", 0), inputs_.get("done", 0) + inputs_.get("partial", 0)
+    if failed:
+        console.print(f"{failed} input(s) failed (their errors are in {out_dir / 'manifest.jsonl'})", highlight=False)
+        raise typer.Exit(CURATE_PARTIAL if curated else CURATE_FAILED)

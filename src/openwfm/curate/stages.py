@@ -22,6 +22,7 @@ import av
 import cv2
 import numpy as np
 
+from openwfm.config import register_preset
 from openwfm.curate.aesthetic import AestheticConfig
 from openwfm.video.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
@@ -75,6 +76,16 @@ class CurateConfig:
     shard_maxcount: int = 500
     seed: int = 0
     ray: RayConfig = field(default_factory=RayConfig)
+
+
+@register_preset(CurateConfig, "sim")
+def _sim_preset() -> CurateConfig:
+    """Simulator renders (wfm sim, the demo, the tour): whole rollouts kept (no trimming; clips from 1 s),
+    128 px, and the filters trained on real footage off: on 128 px renders OCR "reads" the floor's
+    checkerboard as overlay text and the type classifier calls them screen content."""
+    cfg = CurateConfig(short_side=128, text_filter=False, type_filter=False, aesthetic_filter=False)
+    cfg.rules.trim_seconds, cfg.rules.min_seconds = 0.0, 1.0
+    return cfg
 
 
 def input_id(path: str | os.PathLike) -> str:

@@ -289,14 +289,14 @@ def build_index(shard_dir: str | os.PathLike, reuse: bool = False) -> ShardIndex
 
 
 def load_index(shards: str | os.PathLike) -> ShardIndex:
-    """The index of a shard directory, one ``.tar`` file, or a glob of ``.tar`` files (several directories
-    allowed). A missing or stale ``index.json`` is rebuilt for the shards that changed."""
+    """The index of a shard directory (or, when it holds no shards itself, of the shard directories below
+    it), one ``.tar`` file, or a glob of ``.tar`` files (several directories allowed). A missing or stale ``index.json`` is rebuilt for the shards that changed."""
     spec = str(shards)
     if not spec:
         raise DataError("shards", "no shard directory or glob given")
     p = Path(spec)
-    if p.is_dir():
-        tars = sorted(p.glob("*.tar"))
+    if p.is_dir():  # its own shards, else those in its subdirectories (the curator's shards/<group>/)
+        tars = sorted(p.glob("*.tar")) or sorted(p.rglob("*.tar"))
     elif p.is_file():
         tars = [p]
     else:
