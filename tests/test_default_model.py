@@ -181,3 +181,13 @@ def test_generate_text2world_without_checkpoint_uses_the_shipped_default(tmp_pat
                               str(tmp_path / "t2w.mp4"), "--steps", "2", "--no-guardrail"])
     assert res.exit_code == 0, res.output
     assert read_video(tmp_path / "t2w.mp4").frames.shape == (17, 64, 64, 3)
+
+
+def test_progress_hook_counts_denoiser_evaluations():
+    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+
+    pipe = WorldPipeline.from_pretrained(pretrained.DEFAULT_V2W)
+    seen = []
+    pipe.progress = lambda done, total: seen.append((done, total))
+    pipe.video2world(np.zeros((9, 64, 64, 3), np.uint8), "", GenerateConfig(steps=2, sampler="heun", num_input_frames=9))
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]  # Heun: two evaluations per step, one for the last

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from openwfm.cli.app import _parse_size, app, out
+from openwfm.cli.app import _parse_size, _progress, app, out
 from openwfm.cli.guard import _GUARD_CFG, _INDEX, _NO_GUARD, _UPSAMPLER, _guard_hooks, _upsampler
 
 
@@ -25,6 +26,18 @@ def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, nu
     set_ = {k: v for k, v in dict(steps=steps, guidance=guidance, sampler=sampler).items() if v is not None}
     return GenerateConfig(seed=seed, fps=fps, negative_prompt=negative, num_frames=frames, height=h, width=w,
                           num_input_frames=num_input_frames, max_memory=max_memory, **set_)
+
+
+@contextmanager
+def _sampling_progress(pipe):
+    """A progress bar on stderr over the pipeline's denoiser evaluations (hidden with --quiet)."""
+    with _progress() as prog:
+        task = prog.add_task("sampling", total=None)
+        pipe.progress = lambda done, total: prog.update(task, completed=done, total=total)
+        try:
+            yield
+        finally:
+            pipe.progress = None
 
 
 _CKPT = typer.Option(None, "--checkpoint", "-c", help="Diffusion run, checkpoint or shipped model name (default: the "
@@ -60,8 +73,9 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
     pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload, upsample=up,
                                   **_guard_hooks(no_guardrail, guardrail_config))
     t0 = time.perf_counter()
-    video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size,
-                                                 max_memory=max_memory))
+    with _sampling_progress(pipe):
+        video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size,
+                                                     max_memory=max_memory))
     write_video(dst, video, fps)
     out.print(f"wrote {dst}: {len(video)} frames {video.shape[2]}x{video.shape[1]} in {time.perf_counter() - t0:.1f} s")
 
@@ -105,7 +119,8 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
         prompt = upsample_video2world(prompt, video_caption(frames, fps=fps), up, frames).upsampled
         out.print(f"upsampled prompt: {prompt}")
     t0 = time.perf_counter()
-    video = pipe.video2world(frames, prompt, g, total_frames=total, net_kw=net_kw)
+    with _sampling_progress(pipe):
+        video = pipe.video2world(frames, prompt, g, total_frames=total, net_kw=net_kw)
     write_video(dst, video, fps)
     resized = "" if source.shape[1:3] == (h, w) else f", input fitted from {source.shape[2]}x{source.shape[1]} (--size)"
     out.print(f"wrote {dst}: {len(frames)} input + {len(video) - len(frames)} generated frames (continuing the last "
@@ -149,7 +164,8 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
         except (OSError, ValueError) as e:
             raise typer.BadParameter(f"{trajectory}: cannot read the trajectory ({e})") from None
     t0 = time.perf_counter()
-    video = pipe.video2world(frames, prompt, g, net_kw=kw)
+    with _sampling_progress(pipe):
+        video = pipe.video2world(frames, prompt, g, net_kw=kw)
     write_video(dst, video, fps)
     out.print(f"wrote {dst}: six views tiled {VIEW_LAYOUT}, {len(video)} frames in {time.perf_counter() - t0:.1f} s")
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from openwfm.cli.app import app, console, out
+from openwfm.cli.app import _progress, app, console, out
 from openwfm.cli.training import train
 from openwfm.config import ConfigError
 
@@ -58,7 +58,9 @@ def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
     v = read_video(video, 0, frames or None)
     f, kept = api.prepare_frames(v.frames, model)
     plan = _plan(model, f, max_memory, chunk, tile, overlap)
-    z = api.encode_frames(model, f, plan)
+    with _progress() as prog:
+        task = prog.add_task("encode", total=None)
+        z = api.encode_frames(model, f, plan, lambda d, t: prog.update(task, completed=d, total=t))
     api.save_latent(dst, z, model, {"frames": kept, "fps": v.fps, "height": f.shape[1], "width": f.shape[2]})
     out.print(f"wrote {dst}: {'indices' if not z.is_floating_point() else 'latent'} {tuple(z.shape)} "
               f"from {kept} frames of {f.shape[2]}x{f.shape[1]}", highlight=False)
@@ -114,7 +116,10 @@ def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm 
     shape = ((lat[0] - 1) * t + 1 if t > 1 else lat[0], lat[1] * cfg.spatial_compression, lat[2] * cfg.spatial_compression)
     plan = _plan(model, shape, max_memory, (chunk - 1) * t + 1 if chunk else 0, tile * cfg.spatial_compression,
                  overlap * cfg.spatial_compression)
-    frames = api.decode_frames(model, z, plan)[:meta.get("frames")]
+    with _progress() as prog:
+        task = prog.add_task("decode", total=None)
+        frames = api.decode_frames(model, z, plan, progress=lambda d, t: prog.update(task, completed=d, total=t))
+    frames = frames[:meta.get("frames")]
     fps = float(meta.get("fps", 24.0))
     (write_gif if dst.suffix.lower() == ".gif" else write_video)(dst, frames, fps)
     out.print(f"wrote {len(frames)} frames to {dst}")
@@ -156,7 +161,10 @@ def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
             sums["ssim"] += float(ssim_frames(x.flatten(0, 1), y.flatten(0, 1)).sum())
             sums["planes"] += x.shape[0] * x.shape[1]
 
-    rec = api.decode_frames(model, api.encode_frames(model, f, plan), plan, score)[:kept]
+    with _progress() as prog:
+        enc, dec = prog.add_task("encode", total=None), prog.add_task("decode", total=None)
+        z = api.encode_frames(model, f, plan, lambda d, t: prog.update(enc, completed=d, total=t))
+        rec = api.decode_frames(model, z, plan, score, lambda d, t: prog.update(dec, completed=d, total=t))[:kept]
     write_video(dst, np.concatenate([f[:kept], rec], axis=2) if side_by_side else rec, v.fps)
     psnr = 10 * np.log10(DATA_RANGE ** 2 / max(sums["se"] / sums["n"], DATA_RANGE ** 2 * 1e-10))
     out.print(f"wrote {dst}: PSNR {psnr:.2f} dB, SSIM {sums['ssim'] / sums['planes']:.4f} "

@@ -24,7 +24,7 @@ import torch
 
 from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.model import WorldModel, condition_latent_frames
-from openwfm.diffusion.sample import sample_latents
+from openwfm.diffusion.sample import denoiser_calls, sample_latents
 from openwfm.diffusion.train import DiffusionRunConfig
 from openwfm.errors import OpenWFMError
 from openwfm.text.encoder import make_text_encoder
@@ -85,6 +85,8 @@ class WorldPipeline:
         self.text = make_text_encoder(cfg.text, "cpu")
         self.codec = LatentCodec(cfg.tokenizer, cfg.edm.sigma_data, "cpu")
         self.pre_guard, self.upsample, self.post_guard = pre_guard, upsample, post_guard
+        # progress(done, total): denoiser evaluations of the current call (a progress bar's hook)
+        self.progress: Callable[[int, int], None] | None = None
         if not offload:
             self._place("dit", device)
             self._place("codec", device)
@@ -233,8 +235,22 @@ class WorldPipeline:
         with self._on_device("dit"):
             z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps, sigma_min=g.sigma_min,
-                               sigma_max=g.sigma_max, fps=g.fps, generator=torch.Generator().manual_seed(g.seed))
+                               sigma_max=g.sigma_max, fps=g.fps, generator=torch.Generator().manual_seed(g.seed),
+                               callback=self._counter(g, 1))
         return self._guard(self._decode(z, plan))
+
+    def _counter(self, g: GenerateConfig, clips: int) -> Callable[[float], None] | None:
+        """The sampler callback that reports denoiser evaluations to ``self.progress``."""
+        if self.progress is None:
+            return None
+        total, done = clips * denoiser_calls(g.sampler, g.steps), [0]
+
+        def step(_sigma: float) -> None:
+            done[0] += 1
+            self.progress(done[0], total)
+
+        self.progress(0, total)
+        return step
 
     def latent_grid(self, height: int, width: int, g: GenerateConfig | None = None) -> tuple[int, int, int]:
         """(T', H', W') of one generated clip of frames (height, width)."""
@@ -312,6 +328,7 @@ class WorldPipeline:
         total = total_frames or len(frames) + clip - n_in
         generator = torch.Generator().manual_seed(g.seed)
         video = frames
+        callback = self._counter(g, -(-(total - len(frames)) // (clip - n_in)))
         while len(video) < total:
             with self._on_device("codec"):
                 cond = self.codec.encode(to_tensor(video[-n_in:])[None].to(self.device), plan)
@@ -319,7 +336,7 @@ class WorldPipeline:
                 z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                    guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps,
                                    sigma_min=g.sigma_min, sigma_max=g.sigma_max, cond=cond, num_cond=num_cond,
-                                   fps=g.fps, generator=generator,
+                                   fps=g.fps, generator=generator, callback=callback,
                                    net_kw={k: v.to(self.device) for k, v in (net_kw or {}).items()})
             video = np.concatenate([video, self._decode(z, plan)[n_in:]])
         return self._guard(video[:total])

@@ -7,6 +7,8 @@ branch sees neither text nor condition frames, and the guided output is reset to
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from openwfm.diffusion.model import WorldModel
@@ -19,13 +21,15 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
                    sampler: str = "2ab", steps: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0,
                    rho: float = 7.0, churn: float = 0.0, cond: torch.Tensor | None = None, num_cond: int = 0,
                    sigma_aug: float | None = None, fps: float | None = None, t_offset: int = 0,
-                   generator: torch.Generator | None = None, net_kw: dict | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, net_kw: dict | None = None,
+                   callback: Callable[[float], None] | None = None) -> torch.Tensor:
     """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D); ``net_kw``: more
     per-sample network inputs (B, ...) for both guidance branches — ``extra`` (the AR diffusion decoder's
     embedded tokens), ``action`` (robot actions).
 
     ``guidance`` > 0 (Cosmos form) or != 1 (standard form) needs ``uncond`` (the embedding of the
-    negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents."""
+    negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents.
+    ``callback(sigma)`` runs after each denoiser evaluation (progress bars: ``denoiser_calls``)."""
     device = text.device
     run = get_sampler(sampler)
     x = torch.randn(shape, generator=generator).to(device) * sigma_max
@@ -66,4 +70,15 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
             out[:, :, :num_cond] = cond[:, :, :num_cond]
         return out
 
-    return run(denoise, x, karras_sigmas(steps, sigma_min, sigma_max, rho), churn=churn, generator=generator)
+    def counted(x: torch.Tensor, s: float) -> torch.Tensor:
+        out = denoise(x, s)
+        if callback is not None:
+            callback(s)
+        return out
+
+    return run(counted, x, karras_sigmas(steps, sigma_min, sigma_max, rho), churn=churn, generator=generator)
+
+
+def denoiser_calls(sampler: str, steps: int) -> int:
+    """Network evaluations of one sampling run: Heun corrects every step but the last (to sigma 0)."""
+    return 2 * steps - 1 if sampler == "heun" else steps

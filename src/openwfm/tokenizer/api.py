@@ -128,9 +128,10 @@ def plan_for(model: Tokenizer, frames: np.ndarray | tuple[int, int, int], max_me
 
 
 @torch.no_grad()
-def encode_frames(model: Tokenizer, frames: np.ndarray, p: Plan) -> torch.Tensor:
+def encode_frames(model: Tokenizer, frames: np.ndarray, p: Plan,
+                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Latent or FSQ indices of prepared uint8 frames (``prepare_frames``), coded window by window as ``p``
-    says; only one window is ever held as float."""
+    says; only one window is ever held as float. ``progress(done, total)`` after each window."""
     from openwfm.video.transforms import to_tensor
 
     t = model.cfg.temporal_compression
@@ -139,15 +140,18 @@ def encode_frames(model: Tokenizer, frames: np.ndarray, p: Plan) -> torch.Tensor
     for i, (a, b) in enumerate(windows):
         z = encode(model, to_tensor(frames[a:b])[None], 0, p.tile, p.overlap)
         parts.append(z if i == 0 else z[:, :, 1:] if z.is_floating_point() else z[:, 1:])
+        if progress is not None:
+            progress(i + 1, len(windows))
     return torch.cat(parts, dim=2 if parts[0].is_floating_point() else 1)
 
 
 @torch.no_grad()
 def decode_frames(model: Tokenizer, z: torch.Tensor, p: Plan,
-                  visit: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
+                  visit: Callable[[int, torch.Tensor], None] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """uint8 frames (T, H, W, 3) of a latent or FSQ indices, decoded window by window as ``p`` says into one
     uint8 array; ``visit(first_frame, window)`` sees each window's frames as float (1, 3, n, H, W) in
-    [-1, 1] (clamped), e.g. to score them against the input."""
+    [-1, 1] (clamped), e.g. to score them against the input; ``progress(done, total)`` after each window."""
     from openwfm.video.transforms import from_tensor
 
     time_dim = 2 if z.is_floating_point() else 1
@@ -165,6 +169,8 @@ def decode_frames(model: Tokenizer, z: torch.Tensor, p: Plan,
             visit(at, x)
         out[at:at + x.shape[2]] = from_tensor(x[0])
         at += x.shape[2]
+        if progress is not None:
+            progress(i + 1, len(windows))
     return out[:at]
 
 
