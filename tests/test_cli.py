@@ -119,3 +119,26 @@ def test_output_container_follows_the_extension_or_is_refused(tmp_path):
     r = wfm("generate", "video2world", "-i", str(src), "-o", str(tmp_path / "c.mp4"), "--no-guardrail",
             "--num-input-frames", "5", "--steps", "1")
     assert r.returncode == 1 and "trained on 1 or 9" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shots_lists_writes_and_splits(tmp_path):
+    import csv
+
+    import numpy as np
+    from openwfm.video import read_video, write_video
+
+    a = np.zeros((30, 64, 96, 3), np.uint8)
+    a[...] = (200, 40, 40)
+    b = np.zeros((30, 64, 96, 3), np.uint8)
+    b[...] = (20, 40, 200)
+    for t in range(30):  # something moves in each shot
+        a[t, 10:30, 5 + t:25 + t] = 255
+        b[t, 30:50, 60 - t:80 - t] = 0
+    src = write_video(tmp_path / "cut.mp4", np.concatenate([a, b]), 12.0)
+    r = wfm("-q", "shots", str(src), "--csv", str(tmp_path / "s.csv"), "--json", str(tmp_path / "s.json"),
+            "--split", str(tmp_path / "split"))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert [(int(x["start_frame"]), int(x["end_frame"])) for x in rows] == [(0, 30), (30, 60)]
+    assert rows[0]["ends_with"] == "cut" and json.loads((tmp_path / "s.json").read_text())[1]["start_s"] == 2.5
+    assert [len(read_video(tmp_path / "split" / f"cut-shot-00{i}.mp4").frames) for i in (1, 2)] == [30, 30]

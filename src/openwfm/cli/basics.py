@@ -206,3 +206,52 @@ def curate(inputs: List[str] = typer.Argument(..., help="Video files and/or dire
     if failed:
         console.print(f"{failed} input(s) failed (their errors are in {out_dir / 'manifest.jsonl'})", highlight=False)
         raise typer.Exit(CURATE_PARTIAL if curated else CURATE_FAILED)
+
+
+@app.command("shots")
+def shots_cmd(videos: List[Path] = typer.Argument(..., help="Video files."),
+              detector: str = typer.Option("learned", "--detector", help="learned (ShotNet) | classical."),
+              csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write the scene list as CSV."),
+              json_out: Optional[Path] = typer.Option(None, "--json", help="Write the scene list as JSON."),
+              split: Optional[Path] = typer.Option(None, "--split", help="Cut every shot into DIR/<video>-shot-NNN.mp4.")) -> None:
+    """Shot detection on its own (like PySceneDetect's `detect-content list-scenes`): the shots of each video
+    with frames and times, as a table, CSV or JSON; --split writes each shot as a file. Transition frames
+    (dissolves, fades) belong to no shot."""
+    import csv
+
+    from openwfm.curate.split import SplitConfig, find_transitions, shots, small_frames
+    from openwfm.video import read_video, write_video
+
+    if detector not in ("learned", "classical"):
+        raise typer.BadParameter(f"'{detector}': learned or classical", param_hint="--detector")
+    cfg = SplitConfig(detector=detector)
+    rows = []
+    with _progress() as progress:
+        task = progress.add_task("shots", total=len(videos))
+        for path in videos:
+            video = read_video(path)
+            found = find_transitions(small_frames(video.frames, cfg.size), cfg)
+            kinds = {t.start: t.kind for t in found}
+            for i, (a, b) in enumerate(shots(len(video.frames), found), 1):
+                row = {"video": str(path), "shot": i, "start_frame": a, "end_frame": b, "frames": b - a,
+                       "start_s": round(a / video.fps, 3), "end_s": round(b / video.fps, 3),
+                       "ends_with": kinds.get(b, "end") if b < len(video.frames) else "end"}
+                if split is not None:
+                    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)
+                    row["file"] = str(write_video(split / f"{name}-shot-{i:03d}.mp4", video.frames[a:b], video.fps))
+                rows.append(row)
+            progress.advance(task)
+    table = Table("video", "shot", "frames", "start s", "end s", "ends with", title=f"{len(rows)} shots")
+    for r in rows:
+        table.add_row(Path(r["video"]).name, str(r["shot"]), f"{r['start_frame']}-{r['end_frame'] - 1}",
+                      f"{r['start_s']:.2f}", f"{r['end_s']:.2f}", r["ends_with"])
+    out.print(table)
+    if csv_out is not None:
+        with open(csv_out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["video"])
+            w.writeheader()
+            w.writerows(rows)
+        out.print(f"wrote {csv_out}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1))
+        out.print(f"wrote {json_out}")
