@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test tour bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q -m "not slow and not gpu"
 
+tour: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} bash docs/tour.sh tour
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_video.py
 	$(PY) benchmarks/bench_sim.py
 	$(PY) benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) demo
+	rm -rf $(VENV) demo tour

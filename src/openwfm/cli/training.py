@@ -80,13 +80,16 @@ app.add_typer(posttrain_app, name="posttrain")
 
 def _posttrain(task: str, base: Optional[Path], data: Optional[Path], out_dir: Path, preset: Optional[str], overrides,
                resume: bool) -> None:
-    if base is not None and not base.exists():
-        raise typer.BadParameter(f"{base}: no such run or checkpoint", param_hint="--base")
+    from openwfm.diffusion.pretrained import shipped
+
+    if base is not None and not base.exists() and str(base) not in shipped():
+        raise typer.BadParameter(f"{base}: no such run, checkpoint or shipped model ({', '.join(shipped())})",
+                                 param_hint="--base")
     extra = ([f"base={base}"] if base is not None else []) + ([f"data.shards={data}"] if data is not None else [])
     train(task, (overrides or []) + extra, out_dir, preset, None, resume, None, False, False)
 
 
-_BASE = typer.Option(None, "--base", help="The diffusion run or checkpoint to start from.")
+_BASE = typer.Option(None, "--base", help="The diffusion run, checkpoint or shipped model (default-v2w) to start from.")
 _PT_OUT = typer.Option(..., "--out", "-o", help="Run directory.")
 _PT_DATA = typer.Option(None, "--data", help="Shard directory of simulator rollouts (data.shards).")
 _PT_PRESET = typer.Option(None, "--preset", help="Preset of the post-training config (e.g. tiny).")
