@@ -142,3 +142,19 @@ def test_shots_lists_writes_and_splits(tmp_path):
     assert [(int(x["start_frame"]), int(x["end_frame"])) for x in rows] == [(0, 30), (30, 60)]
     assert rows[0]["ends_with"] == "cut" and json.loads((tmp_path / "s.json").read_text())[1]["start_s"] == 2.5
     assert [len(read_video(tmp_path / "split" / f"cut-shot-00{i}.mp4").frames) for i in (1, 2)] == [30, 30]
+
+
+def test_device_and_wrong_run_kind_are_one_line_errors(tmp_path):
+    from conftest import moving_frames
+    from openwfm.video import write_video
+
+    src = write_video(tmp_path / "a.mp4", moving_frames(t=6), fps=6)
+    import torch
+
+    if not torch.cuda.is_available():
+        r = wfm("generate", "video2world", "-i", str(src), "-o", str(tmp_path / "b.mp4"), "--device", "cuda")
+        assert r.returncode == 1 and "--device cuda" in r.stderr and "Traceback" not in r.stderr
+    r = wfm("generate", "video2world", "-i", str(src), "-o", str(tmp_path / "b.mp4"), "--device", "gpu")
+    assert r.returncode == 1 and "use cpu or cuda" in r.stderr
+    r = wfm("generate", "video2world", "-i", str(src), "-o", str(tmp_path / "b.mp4"), "-c", "cv4x8x8-s")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import typer
 from rich.console import Console
@@ -52,6 +53,23 @@ def _parse_size(size: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise ConfigError(f"--size '{size}': width and height must be positive, e.g. 128x96 (WIDTHxHEIGHT)")
     return h, w
+
+
+def _device(device: str) -> str:
+    """``--device``: cpu, or cuda[:N] when this machine has that GPU; anything else is one clear line."""
+    import torch
+
+    if device == "cpu":
+        return device
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ConfigError(f"--device '{device}': use cpu or cuda (cuda:N for one GPU of several)")
+    if not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if not torch.backends.cuda.is_built() else "no CUDA GPU is visible"
+        raise ConfigError(f"--device {device}: {why} (torch {torch.__version__}); use --device cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
 
 
 def _progress() -> Progress:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openwfm.cli.app import _progress, app, out
+from openwfm.cli.app import _device, _progress, app, out
 from openwfm.cli.tokenizer import _load_tok
 from openwfm.config import ConfigError
 
@@ -51,7 +51,7 @@ def _ev_setup(sim: List[Path], more: Optional[List[Path]], checkpoint: Optional[
         checkpoint = checkpoint if checkpoint is not None else Path(DEFAULT_V2W)
         gen = {k: v for k, v in dict(steps=steps, guidance=guidance).items() if v is not None}
         gen["max_memory"] = max_memory
-        pred = WorldModelPredictor.from_run(checkpoint, device=device, prompt=prompt, seed=seed, num_frames=num_frames,
+        pred = WorldModelPredictor.from_run(checkpoint, device=_device(device), prompt=prompt, seed=seed, num_frames=num_frames,
                                             **gen)
         models[pred.name] = pred
         num_frames = num_frames or pred.pipe.clip_frames(pred.generate)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from openwfm.cli.app import _parse_size, _progress, app, out
+from openwfm.cli.app import _device, _parse_size, _progress, app, out
 from openwfm.cli.guard import _GUARD_CFG, _INDEX, _NO_GUARD, _UPSAMPLER, _guard_hooks, _upsampler
 
 
@@ -70,12 +70,12 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
     check_output(dst)
 
     up = _upsampler(upsample_index, upsampler)
-    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload, upsample=up,
+    pipe = WorldPipeline.from_run(checkpoint, device=_device(device), offload=offload, upsample=up,
                                   **_guard_hooks(no_guardrail, guardrail_config))
+    g = _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, max_memory=max_memory)
     t0 = time.perf_counter()
     with _sampling_progress(pipe):
-        video = pipe.text2world(prompt, _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size,
-                                                     max_memory=max_memory))
+        video = pipe.text2world(prompt, g)
     write_video(dst, video, fps)
     out.print(f"wrote {dst}: {len(video)} frames {video.shape[2]}x{video.shape[1]} in {time.perf_counter() - t0:.1f} s")
 
@@ -104,7 +104,7 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
         from openwfm.diffusion.pretrained import DEFAULT_ACTION
 
         checkpoint = DEFAULT_ACTION
-    pipe = WorldPipeline.from_run(checkpoint, device=device, offload=offload,
+    pipe = WorldPipeline.from_run(checkpoint, device=_device(device), offload=offload,
                                   **_guard_hooks(no_guardrail, guardrail_config))
     g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames, max_memory)
     n_in = g.num_input_frames or pipe.cfg.v2w.num_input_frames
@@ -146,7 +146,7 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
     from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
     from openwfm.video import read_video, write_video
 
-    pipe = WorldPipeline.from_run(checkpoint, device=device, **_guard_hooks(no_guardrail, guardrail_config))
+    pipe = WorldPipeline.from_run(checkpoint, device=_device(device), **_guard_hooks(no_guardrail, guardrail_config))
     if not isinstance(pipe.cfg, MultiviewRunConfig):
         raise typer.BadParameter(f"{checkpoint}: not a multi-view model (wfm posttrain multiview)")
     if (trajectory is not None) != pipe.cfg.trajectory:
@@ -228,7 +228,7 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
 
     if decoder is None and not no_decoder:
         raise typer.BadParameter("give the diffusion decoder (--decoder RUN) or --no-diffusion-decoder")
-    pipe = ARPipeline.from_run(checkpoint, device=device, decoder="" if no_decoder else decoder,
+    pipe = ARPipeline.from_run(checkpoint, device=_device(device), decoder="" if no_decoder else decoder,
                                **_guard_hooks(no_guardrail, guardrail_config))
     frames = read_video(src).frames
     size = bucket_sizes(pipe.cfg.data.resolution, multiple=16)[nearest_bucket(frames.shape[2], frames.shape[1])]
