@@ -68,7 +68,6 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
     from openwfm.video import check_output, write_video
 
     check_output(dst)
-
     up = _upsampler(upsample_index, upsampler)
     pipe = WorldPipeline.from_run(checkpoint, device=_device(device), offload=offload, upsample=up,
                                   **_guard_hooks(no_guardrail, guardrail_config))
