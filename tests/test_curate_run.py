@@ -154,6 +154,9 @@ def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):
     from openwfm.data import load_index
 
     assert len(load_index(tmp_path / "c1/shards").entries) >= 1  # the shard groups below are found
+    from browser import check_page
+
+    assert check_page(tmp_path / "c1/report.html") >= 3  # histograms and thumbnails load in a browser
     r = wfm("curate", str(tmp_path / "nope"), "--out", str(tmp_path / "c2"), "-q")
     assert r.returncode == 1, r.stdout + r.stderr
     bad = sim / "broken.mp4"

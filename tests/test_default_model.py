@@ -105,6 +105,9 @@ def test_demo_writes_the_report(recipe, tmp_path):
     assert {r["predictor"] for r in one} == {"truth", "copy_last", "default-v2w", "default-v2w-mean", "tokenizer"}
     assert all(f["verdict"].startswith(f["setting"]) for f in doc["floors"])
     assert doc["curation"]["counts"]["clip"].get("kept", 0) == len(doc["scenes"]) == 3
+    from browser import check_page
+
+    assert check_page(tmp_path / "report.html") >= 10  # plots and GIFs load in a browser, no console errors
 
 
 def test_input_frame_choices_are_checked():

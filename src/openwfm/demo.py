@@ -143,17 +143,23 @@ def _plots(out: Path, curves: dict, summaries: dict) -> list[str]:
         fig.savefig(out / f, dpi=110)
         plt.close(fig)
         files.append(f)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     rows = [(s, r) for s, summ in summaries.items() for r in summ if r["scenario"] == "all" or
             len({x["scenario"] for x in summ}) == 1]
-    labels = [f"{r['predictor']}\n{s}" for s, r in rows]
+    labels = [f"{r['predictor']} · {s}" for s, r in rows]
+    # one bar per (predictor, setting): the figure grows with the rows so the labels never overlap
+    fig, axes = plt.subplots(1, 2, figsize=(10, 1.2 + 0.24 * len(rows)), sharey=True)
     for ax, key, title in ((axes[0], "psnr", "PSNR (dB); truth = 100 not drawn"),
                            (axes[1], "mask_iou", "mask IoU (truth: the labelling's ceiling)")):
         vals = [np.nan if key == "psnr" and r["predictor"] == "truth" else r[key] for _, r in rows]
         ax.barh(range(len(rows)), vals, color=["#999" if r["predictor"] == "truth" else "#4a7fb5" for _, r in rows])
-        ax.set_yticks(range(len(rows)), labels, fontsize=6)
-        ax.set_title(title)
-        ax.invert_yaxis()
+        for i, v in enumerate(vals):
+            if np.isfinite(v):
+                ax.text(v, i, f" {v:.2f}", va="center", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("PSNR (dB)" if key == "psnr" else "IoU")
+        ax.margins(x=0.15)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()
     fig.tight_layout()
     fig.savefig(out / "metrics.png", dpi=110)
     plt.close(fig)
