@@ -84,3 +84,35 @@ def test_video_type_on_footage_it_never_saw(real_video):
     assert screen["type"] == "screen" and "screen" in type_decision(screen)
     sim = simulate("falling", make_config(SimConfig, overrides=["height=128", "width=128", "num_frames=9"]), 424242)
     assert type_scores(sim.frames)["type"] == "synthetic"
+
+
+def _exact_dedup(ids, emb, quality, threshold):
+    """The reference: every pair compared, clips scanned in quality order (written out independently)."""
+    sims = emb @ emb.T
+    order = sorted(range(len(ids)), key=lambda i: (-quality[i], ids[i]))
+    kept, removed = [], {}
+    for i in order:
+        twin = next((j for j in kept if sims[i, j] >= threshold), None)
+        if twin is None:
+            kept.append(i)
+        else:
+            removed[ids[i]] = ids[twin]
+    return removed
+
+
+def test_dedup_matches_every_pair_compared_and_the_inverted_file_finds_planted_twins(monkeypatch):
+    import numpy as np
+
+    from openwfm.curate import dedup as D
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 32)).astype(np.float32)
+    x[200:260] = x[:60] + 0.05 * rng.standard_normal((60, 32)).astype(np.float32)  # near-duplicates
+    x[260:270] = x[200:210]  # and exact copies of copies (chains)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"c{i:03d}" for i in range(len(x))]
+    quality = rng.random(len(x)).tolist()
+    exact = _exact_dedup(ids, x, quality, 0.95)
+    assert D.dedup(ids, x, quality, 0.95) == exact and len(exact) >= 60
+    monkeypatch.setattr(D, "EXACT_UP_TO", 100)  # the inverted-file path on the same set
+    assert D.dedup(ids, x, quality, 0.95) == exact
