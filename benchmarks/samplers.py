@@ -16,7 +16,7 @@ import time
 import torch
 
 from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
-from openwfm.diffusion.sample import sample_latents
+from openwfm.diffusion.guidance import sample_latents
 from openwfm.evaluate.metrics import psnr
 
 PROMPTS = ["a red cube falls onto a table and bounces", "a robot arm pushes a blue box to the left",

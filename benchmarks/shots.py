@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from openwfm.curate.shotnet import detect_learned, load_shotnet
-from openwfm.curate.split import detect
+from openwfm.curate.shots import detect
 from openwfm.curate.stages import small_frames_of
 from openwfm.curate.transitions import Transition, match, random_video
 from openwfm.video import read_video, write_video

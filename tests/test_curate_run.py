@@ -15,7 +15,7 @@ import time
 import pytest
 
 from openwfm.curate.run import CurateError, curate
-from openwfm.curate.split import ClipRules
+from openwfm.curate.shots import ClipRules
 from openwfm.curate.stages import CurateConfig
 
 CFG = CurateConfig(short_side=96, rules=ClipRules(min_seconds=1.0, trim_seconds=0.2))
@@ -100,7 +100,7 @@ def test_resume_after_kill_9(inputs, tmp_path):
     curate([inputs], whole, CFG)
     out = tmp_path / "crashed"
     code = ("import sys; from openwfm.curate.run import curate; from openwfm.curate.stages import CurateConfig; "
-            "from openwfm.curate.split import ClipRules; "
+            "from openwfm.curate.shots import ClipRules; "
             f"curate([{str(inputs)!r}], {str(out)!r}, CurateConfig(short_side=96, rules=ClipRules(1.0, 60.0, 0.2)))")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from openwfm.curate.manifest import MANIFEST, Manifest
-from openwfm.curate.split import ClipRules, clips, detect, shots, small_frames
+from openwfm.curate.shots import ClipRules, clips, detect, shots, small_frames
 from openwfm.curate.transitions import fast_motion, flash, join, labels, match
 
 

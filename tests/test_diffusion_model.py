@@ -10,7 +10,7 @@ from openwfm.config import get_preset
 from openwfm.diffusion.dit import DiTConfig
 from openwfm.diffusion.edm import EDMConfig, sample_sigma
 from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
-from openwfm.diffusion.sample import sample_latents
+from openwfm.diffusion.guidance import sample_latents
 
 
 def _model(v2w: bool = False, seed: int = 0, uncertainty: bool = True) -> WorldModel:

@@ -119,7 +119,7 @@ def decode_tokens(model: DecoderModel, codec, tokens: torch.Tensor, text: torch.
     """uint8 (T, H, W, 3) frames of (1, T', H', W') tokens: CV latents (a grid ``spatial_scale`` times the
     token grid: DV8x16x16 -> CV8x8x8 is 2) sampled chunk by chunk (``chunk`` latent frames, ``overlap``
     shared; both tokenizers compress time alike), decoded by the continuous tokenizer and blended."""
-    from openwfm.diffusion.sample import sample_latents
+    from openwfm.diffusion.guidance import sample_latents
     from openwfm.video.transforms import from_tensor
 
     tc, t_lat = codec.model.cfg.temporal_compression, tokens.shape[1]

@@ -219,7 +219,7 @@ def shots_cmd(videos: List[Path] = typer.Argument(..., help="Video files."),
     (dissolves, fades) belong to no shot."""
     import csv
 
-    from openwfm.curate.split import SplitConfig, find_transitions, shots, small_frames
+    from openwfm.curate.shots import SplitConfig, find_transitions, shots, small_frames
     from openwfm.video import read_video, write_video
 
     if detector not in ("learned", "classical"):

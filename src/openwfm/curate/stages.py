@@ -26,7 +26,7 @@ from openwfm.config import register_preset
 from openwfm.curate.aesthetic import AestheticConfig
 from openwfm.video.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
-from openwfm.curate.split import ClipRules, SplitConfig, clips, find_transitions, shots
+from openwfm.curate.shots import ClipRules, SplitConfig, clips, find_transitions, shots
 from openwfm.curate.text_overlay import OverlayTextConfig, text_decision, text_scores
 from openwfm.curate.videotype import TypeConfig
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from openwfm.curate.shotnet import WINDOW, ShotNet, detect_learned, save_shotnet
-from openwfm.curate.split import detect, shots
+from openwfm.curate.shots import detect, shots
 from openwfm.curate.stages import small_frames_of
 from openwfm.curate.transitions import labels, match, random_video
 

@@ -24,7 +24,7 @@ import torch
 
 from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.model import WorldModel, condition_latent_frames
-from openwfm.diffusion.sample import denoiser_calls, sample_latents
+from openwfm.diffusion.guidance import denoiser_calls, sample_latents
 from openwfm.diffusion.train import DiffusionRunConfig
 from openwfm.errors import OpenWFMError
 from openwfm.text.encoder import make_text_encoder
