@@ -350,3 +350,14 @@ def test_llm_guard_needs_a_model_directory(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(LLMGuardError, match="cannot load"):
         LLMGuard(tmp_path)
+
+
+def test_letter_spaced_words_split_at_any_wider_whitespace():
+    """Issue 20: letters spaced by one space and words by several (or by tabs, or mixed) read as words,
+    so neither the blocklist nor the classifier sees one glued string."""
+    from openwfm.guardrail.blocklist import normalize
+
+    assert normalize("s t a b   t h e   g u a r d") == "stab the guard"
+    assert normalize("d r o w n\t\tt h e  k i d") == "drown the kid"
+    assert normalize("k i l l e r") == "killer"  # evenly spaced: one word, as before
+    assert normalize("a red ball") == "a red ball"

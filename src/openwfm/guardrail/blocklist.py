@@ -124,16 +124,39 @@ def _is_word_char(c: str) -> bool:
     return c.isalnum() or c in SYMBOLS
 
 
+def _split_at_wide_gaps(run: list[Token]) -> list[list[Token]]:
+    """A run of single characters cut wherever the gap between two of them is wider than the run's
+    narrowest gap (``s t a b   t h e`` -> ``stab``, ``the``): any whitespace pattern that spaces the
+    letters of a word more tightly than the words themselves."""
+    gaps = [b.start - a.end for a, b in zip(run, run[1:])]
+    if not gaps or max(gaps) == min(gaps):
+        return [run]
+    parts, part = [], [run[0]]
+    for gap, tok in zip(gaps, run[1:]):
+        if gap > min(gaps):
+            parts.append(part)
+            part = []
+        part.append(tok)
+    return parts + [part]
+
+
 def _join_runs(words: list[Token], extra: list[Token]) -> list[Token]:
-    """Runs of >= 3 single characters joined into one word (``k i l l e r`` -> ``killer``); the run without
-    a leading/trailing 'a'/'i' (an article swallowed by the run) goes to ``extra``."""
+    """Runs of >= 3 single characters joined into one word (``k i l l e r`` -> ``killer``), or into one word
+    per part where wider gaps separate words (``_split_at_wide_gaps``; the whole run then goes to
+    ``extra``); the run without a leading/trailing 'a'/'i' (an article swallowed by the run) goes to
+    ``extra``."""
     joined: list[Token] = []
     i = 0
     while i < len(words):
         j = i
         while j < len(words) and len(words[j].text) == 1:
             j += 1
-        if j - i >= 3:
+        parts = _split_at_wide_gaps(words[i:j]) if j - i >= 3 else []
+        if len(parts) > 1:  # letter-spaced words with wider spaces between them: one word per part
+            joined += [Token("".join(w.text for w in part), part[0].start, part[-1].end) for part in parts]
+            extra.append(Token("".join(w.text for w in words[i:j]), words[i].start, words[j - 1].end))
+            i = j
+        elif j - i >= 3:
             run = "".join(w.text for w in words[i:j])
             joined.append(Token(run, words[i].start, words[j - 1].end))
             a, b = int(run[0] in "ai"), int(run[-1] in "ai")
