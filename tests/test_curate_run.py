@@ -154,6 +154,24 @@ def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):
     from openwfm.data import load_index
 
     assert len(load_index(tmp_path / "c1/shards").entries) >= 1  # the shard groups below are found
+    # training reads the caption states the curator stored, when they come from its own text encoder
+    import torch
+
+    from openwfm.data import DataConfig
+    from openwfm.data.dataset import ClipDataset, collate
+    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+
+    ds = ClipDataset(load_index(tmp_path / "c1/shards"), DataConfig(resolution=64, num_frames=9, batch_size=2))
+    batch = collate([ds[0], ds[1]])
+    assert all(s is not None and s[0] == "minilm-l6:64" for s in batch["caption_embedding"])
+    task = DiffusionTask(DiffusionRunConfig())
+    encoded, mask = task.text().encode(list(batch["caption"]))
+    calls = task.text().misses
+    stored, stored_mask = task.caption_states(batch)
+    assert task.text().misses == calls  # nothing encoded again
+    assert torch.equal(stored_mask, mask) and torch.allclose(stored, encoded, atol=2e-3)  # float16 in the shard
+    batch["caption"][0] += " (edited)"  # a caption that no longer matches its stored states is encoded
+    assert not torch.equal(task.caption_states(batch)[0][0], stored[0])
     from browser import check_page
 
     assert check_page(tmp_path / "c1/report.html") >= 3  # histograms and thumbnails load in a browser

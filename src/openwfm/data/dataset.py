@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from openwfm.config import ConfigError
 from openwfm.data.buckets import DEFAULT_BUCKETS, bucket_sizes, fit_to_bucket, nearest_bucket, parse_bucket
 from openwfm.data.sampler import BucketBatchSampler
-from openwfm.data.shards import (DataError, IndexEntry, ShardIndex, decode_image, decode_video, load_index,
-                                 parse_meta, read_sample)
+from openwfm.data.shards import (TEXT_EXT, DataError, IndexEntry, ShardIndex, decode_image, decode_video,
+                                 load_index, parse_meta, read_sample)
 from openwfm.video.transforms import to_tensor
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,32 @@ def stage_at(step: int, stages: list[StageConfig], base: DataConfig) -> tuple[in
     return current, cfg
 
 
+def read_caption_embedding(data: bytes | None, where: str = "") -> tuple[str, str, torch.Tensor] | None:
+    """(encoder name, caption, token states (L, D) float32) of a ``text.safetensors`` member the curator
+    wrote (its text encoder's states of the caption, padding cut off), or None (absent or unreadable)."""
+    if not data:
+        return None
+    import json
+
+    from safetensors.torch import load
+
+    try:
+        n = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8:8 + n]).get("__metadata__", {})
+        return meta["encoder"], meta.get("caption", ""), load(data)["embedding"].float()
+    except (ValueError, KeyError, RuntimeError) as e:
+        log.warning("%s: unreadable caption embedding (%s); the caption is encoded again", where, e)
+        return None
+
+
 class ClipDataset(Dataset):
     """Map-style dataset over an index: item ``i`` is a clip of entry ``i`` fitted into its bucket.
 
     Items: ``video`` float32 ``(3, T, H, W)`` in [-1, 1] (T = 1 for images), ``mask`` float32 ``(1, H, W)``
     (1 on real pixels, 0 on padding), ``caption``, ``key``, ``meta`` (the sample's JSON), ``bucket`` (the
-    sampler key, e.g. ``"video/16:9"``), ``num_valid_frames`` (frames before last-frame repetition)
-    and ``fps`` of the clip.
+    sampler key, e.g. ``"video/16:9"``), ``num_valid_frames`` (frames before last-frame repetition),
+    ``fps`` of the clip and ``caption_embedding`` (``read_caption_embedding``: what the curator stored, or
+    None).
     """
 
     def __init__(self, index: ShardIndex | list[IndexEntry], cfg: DataConfig, epoch: int = 0):
@@ -123,7 +142,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         cfg, e = self.cfg, self.entries[i]
-        raw = read_sample(e, [e.media] + (["json"] if "json" in e.members else []))
+        raw = read_sample(e, [e.media] + [m for m in ("json", TEXT_EXT) if m in e.members])
         meta = parse_meta(raw.get("json"), e.where)
         if e.kind == "video":
             frames, valid, start = self._clip(raw[e.media], e, i)
@@ -134,7 +153,8 @@ class ClipDataset(Dataset):
         frames, mask = fit_to_bucket(frames, self.sizes[bucket.split("/", 1)[1]])
         return {"video": to_tensor(frames), "mask": torch.from_numpy(mask).float()[None],
                 "caption": str(meta.get("caption", "")), "key": e.key, "meta": meta, "bucket": bucket,
-                "num_valid_frames": valid, "fps": float(fps), "start_frame": start}
+                "num_valid_frames": valid, "fps": float(fps), "start_frame": start,
+                "caption_embedding": read_caption_embedding(raw.get(TEXT_EXT), e.where)}
 
     def _clip(self, data: bytes, e: IndexEntry, i: int) -> tuple[np.ndarray, int, int]:
         """``num_frames`` frames at ``frame_stride`` from a random start (returned: the frames, how many are

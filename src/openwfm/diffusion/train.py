@@ -21,7 +21,7 @@ from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.dit import DiTConfig
 from openwfm.diffusion.edm import EDMConfig, sample_sigma
 from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
-from openwfm.text.encoder import TextEncoderConfig, make_text_encoder
+from openwfm.text.encoder import TextEncoderConfig, make_text_encoder, stored_states
 from openwfm.train.config import TrainConfig
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
@@ -147,7 +147,7 @@ class DiffusionTask(Task):
         conditions: ``extra`` channels, ``action``)."""
         cfg = self.cfg
         b, _, t_lat = x0.shape[:3]
-        emb, _ = self.text().encode(list(batch["caption"]))
+        emb, _ = self.caption_states(batch)
         keep = (torch.rand(b, generator=self._gen) >= cfg.text.dropout).to(x0.device)
         emb = emb.to(x0.device) * keep[:, None, None]
         sigma = sample_sigma(b, cfg.edm, t_lat, generator=self._gen).to(x0.device)
@@ -162,6 +162,15 @@ class DiffusionTask(Task):
         losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,
                        cp_group=env.cp_group if env is not None else None, **net_kw)
         return losses.mean(), {"sigma_mean": float(sigma.mean())}
+
+    def caption_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The captions' text-encoder states: those the curator stored in the shards when they come from
+        this run's encoder (``text.stored_states``), else encoded (and cached) now."""
+        captions = list(batch["caption"])
+        stored = stored_states(batch.get("caption_embedding"), captions, self.text())
+        if stored is not None:
+            return stored
+        return self.text().encode(captions)
 
     def tokens(self, batch: dict) -> int:
         p = self.cfg.model.patch_spatial

@@ -170,6 +170,23 @@ class CachedEncoder(TextEncoder):
         return torch.stack([found[p][0] for p in prompts]), torch.stack([found[p][1] for p in prompts])
 
 
+def stored_states(stored: list, captions: list[str], encoder: TextEncoder
+                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The batch's caption states from what the curator stored with each clip (``(encoder name, caption,
+    states (L, D))`` per sample, ``data.dataset.read_caption_embedding``), padded with zeros to the
+    encoder's ``max_length`` as the encoder pads them; None unless every sample has them from this very
+    encoder (its name carries its max length) for this very caption: then the captions are encoded."""
+    if not stored or len(stored) != len(captions) or any(
+            s is None or s[0] != encoder.name or s[1] != c or len(s[2]) > encoder.max_length
+            for s, c in zip(stored, captions)):
+        return None
+    emb = torch.zeros(len(stored), encoder.max_length, encoder.dim)
+    mask = torch.zeros(len(stored), encoder.max_length, dtype=torch.bool)
+    for i, (_, _, states) in enumerate(stored):
+        emb[i, :len(states)], mask[i, :len(states)] = states, True
+    return emb, mask
+
+
 def make_encoder(encoder: str = "minilm", path: str = "", max_length: int = 64, device: str = "cpu",
                  cache_dir: str | os.PathLike | None = None) -> CachedEncoder:
     """A cached text encoder by name: ``minilm`` (``path`` "" = the copy in its wheel) or ``t5`` (a local
