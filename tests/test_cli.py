@@ -86,6 +86,8 @@ def test_help_lists_every_training_task_and_global_flags_go_anywhere(tmp_path):
     assert all(name in TASKS_HELP for name in task_names())
     r = runner.invoke(app, ["train", "--help"])
     assert r.exit_code == 0 and "posttrain-multiview" in r.output
+    r = wfm("tokenizer", "roundtrip", "--help")
+    assert r.returncode == 0 and "--side-by-side" in r.stdout and "<bool>" not in r.stdout  # flags read as flags
     r = wfm("sim", "falling", "--num", "1", "--out", str(tmp_path), "--preset", "tiny", "--quiet")
     assert r.returncode == 0 and "━" not in r.stderr and "pybullet" not in r.stderr + r.stdout, r.stderr
 

@@ -23,9 +23,35 @@ def _global_flags(argv: list[str]) -> list[str]:
     return flags + rest
 
 
+def command():
+    """The click command of ``app`` with flags shown as flags in --help (Typer prints ``<bool>`` for them)."""
+    import typer
+
+    cmd = typer.main.get_command(app)
+
+    def walk(c) -> None:
+        for p in c.params:
+            if getattr(p, "is_flag", False):
+                p.metavar = ""
+        get_help = c.get_help_option
+
+        def help_option(ctx, get_help=get_help):
+            opt = get_help(ctx)
+            if opt is not None:
+                opt.metavar = ""
+            return opt
+
+        c.get_help_option = help_option
+        for sub in getattr(c, "commands", {}).values():
+            walk(sub)
+
+    walk(cmd)
+    return cmd
+
+
 def main() -> None:
     try:
-        app(args=_global_flags(sys.argv[1:]))
+        command().main(args=_global_flags(sys.argv[1:]), prog_name="wfm")
     except OpenWFMError as e:
         if _state["debug"]:
             raise
