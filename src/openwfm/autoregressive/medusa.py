@@ -73,8 +73,10 @@ def medusa_loss(heads: MedusaHeads, hidden: torch.Tensor, output: nn.Module, tok
 def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tensor, num_new: int,
                     cfg: SamplingConfig | None = None, context: torch.Tensor | None = None,
                     context_mask: torch.Tensor | None = None, shape: tuple[int, int, int] | None = None,
-                    num_draft: int | None = None, actions: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """(B, P + num_new) tokens and statistics (rounds, mean accepted drafts per round, acceptance rate).
+                    num_draft: int | None = None, actions: torch.Tensor | None = None,
+                    callback=None) -> tuple[torch.Tensor, dict]:
+    """(B, P + num_new) tokens and statistics (rounds, mean accepted drafts per round, acceptance rate);
+    ``callback(done)`` after each round with the new tokens so far (one row).
     Rows of a batch are decoded one after another (their accepted lengths differ)."""
     cfg = cfg or SamplingConfig()
     if prompt.shape[0] > 1:
@@ -128,6 +130,8 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
         pending, h = nxt, hidden[0, accepted]
         cache.length = start + 1 + accepted  # drop the rejected drafts' keys and values
         stats["rounds"] += 1
+        if callback is not None:
+            callback(min(len(out), total) - prompt.shape[1])
         stats["drafted"] += k
         stats["accepted"] += accepted
     return torch.tensor([out[:total]], device=prompt.device), _rates(stats)

@@ -94,13 +94,16 @@ class ARPipeline:
             acts = latent_frame_actions({"actions": np.asarray(actions).tolist()}, 0, 1, clip,
                                         self.tokenizer.cfg.temporal_compression)
             acts = scale_actions(acts, self.cfg.action_scale)[None].to(self.device)
+        progress = getattr(self, "progress", None)  # progress(done, total): new tokens (a progress bar's hook)
+        callback = None if progress is None else (lambda done: progress(done, new))
         if medusa:
             if self.model.medusa is None:
                 raise ValueError("this model has no Medusa heads (train with medusa.num_heads > 0)")
             out, self.stats = medusa_generate(self.model.net, self.model.medusa, seq[:, :keep], new, sampling,
-                                              context, shape=shape, actions=acts)
+                                              context, shape=shape, actions=acts, callback=callback)
         else:
-            out = generate(self.model.net, seq[:, :keep], new, sampling, context, shape=shape, actions=acts)
+            out = generate(self.model.net, seq[:, :keep], new, sampling, context, shape=shape, actions=acts,
+                           callback=callback)
             self.stats = {}
         tokens = out[:, int(self.cfg.model.bov_token):].view(1, *shape)
         if self.decoder is not None:

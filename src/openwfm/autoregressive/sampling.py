@@ -61,8 +61,8 @@ def sample(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator
 def generate(model: ARTransformer, prompt: torch.Tensor, num_new: int, cfg: SamplingConfig | None = None,
              context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None,
              shape: tuple[int, int, int] | None = None, use_cache: bool = True,
-             actions: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, P + num_new) tokens: ``prompt`` (B, P) continued. ``use_cache=False`` recomputes the whole
+             actions: torch.Tensor | None = None, callback=None) -> torch.Tensor:
+    """(B, P + num_new) tokens: ``prompt`` (B, P) continued (``callback(done)`` after each new token). ``use_cache=False`` recomputes the whole
     sequence for every token (the reference the cache is checked and benchmarked against). ``actions``
     (B, T, action_dim): an action-conditioned model's actions per latent frame."""
     cfg = cfg or SamplingConfig()
@@ -77,4 +77,6 @@ def generate(model: ARTransformer, prompt: torch.Tensor, num_new: int, cfg: Samp
         nxt = sample(logits, cfg, gen)[:, None]
         seq = torch.cat([seq, nxt], 1)
         step_in = nxt
+        if callback is not None:
+            callback(seq.shape[1] - prompt.shape[1])
     return seq

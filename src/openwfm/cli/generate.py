@@ -244,8 +244,11 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
             raise typer.BadParameter(f"{actions}: cannot read the actions ({e})") from None
         if acts.ndim != 2 or acts.shape != (pipe.cfg.data.num_frames - 1, 7):
             raise typer.BadParameter(f"{actions}: needs {pipe.cfg.data.num_frames - 1} actions of 7 numbers")
-    video = pipe.video2world(frames, prompt, num_input_frames, SamplingConfig(temperature, top_p, top_k, seed), medusa,
-                             acts)
+    with _progress() as prog:
+        task = prog.add_task("tokens", total=None)
+        pipe.progress = lambda done, total: prog.update(task, completed=done, total=total)
+        video = pipe.video2world(frames, prompt, num_input_frames, SamplingConfig(temperature, top_p, top_k, seed),
+                                 medusa, acts)
     write_video(dst, video, fps)
     extra = f"; Medusa accepted {pipe.stats['accepted_per_round']:.2f} drafts per step" if medusa else ""
     out.print(f"wrote {dst}: {num_input_frames} input + {len(video) - num_input_frames} generated frames "
