@@ -361,3 +361,28 @@ def test_letter_spaced_words_split_at_any_wider_whitespace():
     assert normalize("d r o w n\t\tt h e  k i d") == "drown the kid"
     assert normalize("k i l l e r") == "killer"  # evenly spaced: one word, as before
     assert normalize("a red ball") == "a red ball"
+
+
+def test_handwritten_heldout_set_is_large_and_disjoint_from_training():
+    """benchmarks/guardrail_heldout.txt (issue 20): >= 100 unsafe prompts in every category (each also
+    obfuscated by the benchmark: >= 200) and >= 200 benign ones, none containing a training clause."""
+    from pathlib import Path
+
+    from openwfm.guardrail.prompt_sets import CATEGORIES, read_clauses
+
+    sections, key = {}, None
+    for line in (Path(__file__).parent.parent / "benchmarks" / "guardrail_heldout.txt").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            key = line.strip("[]")
+            sections[key] = []
+        elif line and not line.startswith("#"):
+            sections[key].append(line)
+    unsafe = [p for k, v in sections.items() if k.startswith("unsafe") for p in v]
+    assert {k.split(" ", 1)[1] for k in sections if k.startswith("unsafe")} == set(CATEGORIES)
+    assert len(unsafe) >= 100 and len(sections["benign"]) >= 200
+    assert len(set(unsafe + sections["benign"])) == len(unsafe) + len(sections["benign"])
+    train = [c.replace("{who}", "").strip().lower() for (split, _, _), cs in read_clauses().items()
+             if split == "train" for c in cs]
+    for p in unsafe + sections["benign"]:
+        assert not any(len(c) > 12 and c in p.lower() for c in train), p
