@@ -66,6 +66,21 @@ def test_overlay_text_is_found_and_dropped(street):
     assert s["text_boxes"] >= 1 and "overlay text" in text_decision(s)
 
 
+def test_overlay_text_needs_readable_text(real_video):
+    """Issue 23: on cup.mp4 (a hand turning a bottle, no overlay) detection alone boxed 75 % of the frame;
+    recognition reads that box as one character at 0.59, so nothing counts, while a burned-in subtitle on
+    the same frames reads back and is found."""
+    from openwfm.curate.text_overlay import text_decision, text_scores
+    from openwfm.video import read_video
+
+    cup = read_video(real_video("cup.mp4"), 100, 112).frames
+    assert text_scores(cup)["text_area"] == 0 and text_decision(text_scores(cup)) is None
+    subtitled = cup.copy()
+    for f in subtitled:
+        cv2.putText(f, "I told you we would be late", (60, 440), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    assert text_scores(subtitled)["text_boxes"] >= 1
+
+
 def test_video_type_on_footage_it_never_saw(real_video):
     """The shipped classifier: a held-out animated film, held-out filmed footage, generated screen content
     and a fresh simulator rollout; animation and screen content are dropped by default."""

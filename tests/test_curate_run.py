@@ -73,7 +73,8 @@ def test_every_input_and_clip_is_accounted_for(inputs, tmp_path):
     clips = [r for (t, _), r in recs.items() if t == "clip"]
     assert all(r["status"] in ("kept", "dropped", "failed") for r in clips)
     dups = [r for r in clips if r["status"] == "dropped" and r["reason"].startswith("near-duplicate of")]
-    assert dups and all("bikes" in r["id"] for r in dups)
+    assert dups and all("bikes" in r["id"] or "cup" in r["id"] for r in dups)  # the copies' clips (cup_cut: a cut cup)
+    assert not any("overlay text" in r.get("reason", "") for r in clips)  # no overlay text in this footage
     kept = [r for r in clips if r["status"] == "kept"]
     assert kept and all(r["caption_source"] == "template" and r["caption"] for r in kept)
     index = [e for s in res["shards"] for e in load_index(s)]
