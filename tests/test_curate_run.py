@@ -128,9 +128,10 @@ def test_ray_engine_gives_the_same_manifest(inputs, tmp_path):
     pytest.importorskip("ray")
     curate([inputs], tmp_path / "local", CFG)
     curate([inputs], tmp_path / "ray", CFG, engine="ray", workers=2)
-    strip = lambda recs: {k: _rounded({x: y for x, y in r.items() if x not in ("path", "source", "file")})  # noqa: E731
+    strip = lambda recs: {k: _rounded({x: y for x, y in r.items() if x not in ("path", "source", "file", "engine")})  # noqa: E731
                           for k, r in recs.items()}
     assert strip(_final(tmp_path / "ray")) == strip(_final(tmp_path / "local"))
+    assert _final(tmp_path / "ray")[("stage", "dedup")]["engine"] == "ray"  # the dedup search ran as Ray tasks
 
 
 def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):

@@ -181,6 +181,8 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
                        overwrite=True)
 
     def v2w() -> None:
+        if cfg.v2w_init and not (out / "v2w").exists():
+            warm_file.write_text(json.dumps(world.read_card(cfg.v2w_init), indent=1))
         _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
                + cfg.v2w + [f"train.steps={cfg.v2w_steps}"]
                + ([f"init={warm_start}"] if warm_start else []), out / "v2w", quiet)
@@ -195,14 +197,18 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
         push_only = {"falling": 0, "orbit": 0, "push": cfg.push}
         reused = {"tokenizer_from": cfg.tokenizer_from} if cfg.tokenizer_from else {}
         if cfg.v2w_init:
-            reused["v2w_init"] = {"from": cfg.v2w_init, "card": warm_card}
+            reused["v2w_init"] = {"from": cfg.v2w_init, "card": warm_card()}
         return {name: {"recipe": "wfm recipe default", "tokenizer": TOKENIZER_NAME,
                        "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg)} | reused
                 for name in worlds}
 
-    # the warm start is read now: --install may replace a shipped model the run started from
+    # the warm start's card is kept in the run when its training starts: --install later replaces the
+    # shipped model the run started from, and a rerun must still name what it started from
     warm_start = str(world.find(cfg.v2w_init)) if cfg.v2w_init else ""
-    warm_card = world.read_card(cfg.v2w_init) if cfg.v2w_init else {}
+    warm_file = out / "v2w-init-card.json"
+
+    def warm_card() -> dict:
+        return json.loads(warm_file.read_text()) if warm_file.is_file() else world.read_card(cfg.v2w_init)
 
     def export_world() -> None:  # the export's tokenizer is its path, so the export runs as it is
         for name, run in worlds.items():

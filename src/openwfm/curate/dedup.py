@@ -10,6 +10,8 @@ search library): every pair compared up to 50,000 clips, an inverted-file index 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -29,12 +31,24 @@ def clip_embedding(frames: np.ndarray, num_frames: int = 4, size: int = 224) -> 
 EXACT_UP_TO = 50_000  # up to this many clips every pair is compared (faiss's flat index: exact)
 
 
-def near_pairs(emb: np.ndarray, threshold: float, seed: int = 0, nprobe: int = 16) -> list[np.ndarray]:
+BLOCK = 65536  # queries per range search (bounded result buffers; one task each on Ray)
+
+
+def search_block(index, queries: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """The rows of ``index`` at inner product >= ``threshold`` from each query (one array per query)."""
+    lims, _, found = index.range_search(np.ascontiguousarray(queries, dtype=np.float32), threshold)
+    return [found[lims[i]:lims[i + 1]] for i in range(len(lims) - 1)]
+
+
+def near_pairs(emb: np.ndarray, threshold: float, seed: int = 0, nprobe: int = 16,
+               search: Callable | None = None) -> list[np.ndarray]:
     """For each row of ``emb`` (unit vectors), the other rows with cosine similarity >= ``threshold``.
 
     Up to ``EXACT_UP_TO`` rows every pair is compared (exact); above, faiss k-means (sqrt(n)... 4 sqrt(n)
     cells) and an inverted-file range search over the ``nprobe`` nearest cells — near-duplicates sit in
-    the same or a neighbouring cell, so few are missed (``benchmarks/dedup.py`` measures the recall)."""
+    the same or a neighbouring cell, so few are missed (``benchmarks/dedup.py`` measures the recall).
+    ``search(index, x, threshold)`` runs the range search over all rows (e.g. spread over a Ray cluster:
+    ``curate/ray_engine.py``); default: here, ``BLOCK`` queries at a time."""
     import faiss
 
     x = np.ascontiguousarray(emb, dtype=np.float32)
@@ -49,21 +63,21 @@ def near_pairs(emb: np.ndarray, threshold: float, seed: int = 0, nprobe: int = 1
         index.train(x[rng.choice(n, size=min(n, 40 * nlist), replace=False)])
         index.nprobe = nprobe
     index.add(x)
-    out: list[np.ndarray] = []
-    for a in range(0, n, 65536):  # range search in blocks: bounded result buffers
-        lims, _, found = index.range_search(x[a:a + 65536], threshold)
-        out += [found[lims[i]:lims[i + 1]] for i in range(len(lims) - 1)]
+    if search is not None:
+        out = search(index, x, threshold)
+    else:
+        out = [nb for a in range(0, n, BLOCK) for nb in search_block(index, x[a:a + BLOCK], threshold)]
     return [nb[nb != i] for i, nb in enumerate(out)]
 
 
-def dedup(ids: list[str], emb: np.ndarray, quality: list[float], threshold: float = 0.95, seed: int = 0
-          ) -> dict[str, str]:
+def dedup(ids: list[str], emb: np.ndarray, quality: list[float], threshold: float = 0.95, seed: int = 0,
+          search: Callable | None = None) -> dict[str, str]:
     """{removed id: id of the kept near-duplicate}: clips in order of ``quality`` (higher first; ties: the
     smaller id) are kept unless one already kept is at cosine similarity >= ``threshold``. Exact up to
     ``EXACT_UP_TO`` clips (every pair compared); above, the pairs come from an inverted-file search."""
     if len(ids) < 2:
         return {}
-    neighbours = near_pairs(np.asarray(emb), threshold, seed)
+    neighbours = near_pairs(np.asarray(emb), threshold, seed, search=search)
     order = sorted(range(len(ids)), key=lambda i: (-quality[i], ids[i]))
     rank = np.empty(len(ids), dtype=np.int64)
     rank[order] = np.arange(len(ids))

@@ -74,6 +74,12 @@ class _Pool:
         self.idle.append(actor)
         return item, out, err
 
+    def close(self) -> None:
+        """End the stage's actors, giving their CPUs and GPUs back (the dedup tasks need them)."""
+        for actor in self.idle + [a for a, _ in self.busy.values()]:
+            self.ray.kill(actor)
+        self.idle, self.busy = [], {}
+
 
 def _workers(stage: RayStage, default: int) -> int:
     return max(1, stage.workers or default)
@@ -81,7 +87,7 @@ def _workers(stage: RayStage, default: int) -> int:
 
 def run_ray(todo: list[Path], cfg: CurateConfig, out: Path, manifest: Manifest, address: str | None = None,
             workers: int = 2, on_input: Callable[[str], None] | None = None) -> None:
-    from openwfm.curate.run import CurateError, write_records
+    from openwfm.curate.run import CurateError, run_dedup, write_records
 
     try:
         import ray
@@ -146,6 +152,31 @@ def run_ray(todo: list[Path], cfg: CurateConfig, out: Path, manifest: Manifest, 
                     annotate.queue.append(rec)
                 else:
                     clip_done(rec)
+        for pool in (split, filt, annotate):
+            pool.close()
+        run_dedup(manifest, out, cfg, search=ray_search(ray, workers), engine="ray")
     finally:
         if started:
             ray.shutdown()
+
+
+def ray_search(ray, parts: int):
+    """A ``dedup.near_pairs`` range search spread over Ray tasks: the index goes to the object store once,
+    each task searches one slice of the queries; results come back in order."""
+    from openwfm.curate.dedup import BLOCK, search_block
+
+    @ray.remote
+    def part(index_bytes, queries, threshold):
+        import faiss
+
+        return search_block(faiss.deserialize_index(index_bytes), queries, threshold)
+
+    def search(index, x, threshold: float) -> list:
+        import faiss
+
+        ref = ray.put(faiss.serialize_index(index))
+        step = max(1, min(BLOCK, -(-len(x) // max(1, parts))))
+        futures = [part.remote(ref, x[a:a + step], threshold) for a in range(0, len(x), step)]
+        return [nb for chunk in ray.get(futures) for nb in chunk]
+
+    return search

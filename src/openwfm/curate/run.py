@@ -82,10 +82,11 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
         elif engine == "ray":
             from openwfm.curate.ray_engine import run_ray
 
-            run_ray(todo, cfg, out, manifest, ray_address, workers, on_input)
+            run_ray(todo, cfg, out, manifest, ray_address, workers, on_input)  # its dedup runs on Ray too
         else:
             raise CurateError(f"unknown engine '{engine}': local or ray")
-        run_dedup(manifest, out, cfg)
+        if engine != "ray":
+            run_dedup(manifest, out, cfg)
         shards = write_shards(manifest, out, cfg)
         counts = manifest.counts()
     from openwfm.curate.report import write_report
@@ -110,8 +111,9 @@ def _text_encoder(cfg: CurateConfig):
     return make_encoder(cfg.text_encoder, cfg.text_encoder_path, cfg.text_max_length)
 
 
-def run_dedup(manifest: Manifest, out: Path, cfg: CurateConfig) -> int:
-    """Drop near-duplicate kept clips (the lower-quality copy), recording which clip each duplicates."""
+def run_dedup(manifest: Manifest, out: Path, cfg: CurateConfig, search=None, engine: str = "local") -> int:
+    """Drop near-duplicate kept clips (the lower-quality copy), recording which clip each duplicates;
+    ``search``: the engine's distributed range search (``dedup.near_pairs``)."""
     from openwfm.curate.dedup import dedup
 
     kept = sorted((r for r in manifest.records("clip") if r["status"] == "kept"), key=lambda r: r["id"])
@@ -120,12 +122,12 @@ def run_dedup(manifest: Manifest, out: Path, cfg: CurateConfig) -> int:
         return 0
     emb = np.stack([np.load(out / "clips" / f"{r['id']}.emb.npy") for r in kept])
     quality = [r["scores"]["sharpness"] * r["scores"]["width"] * r["scores"]["height"] for r in kept]
-    removed = dedup([r["id"] for r in kept], emb, quality, cfg.dedup_threshold, cfg.seed)
+    removed = dedup([r["id"] for r in kept], emb, quality, cfg.dedup_threshold, cfg.seed, search=search)
     by_id = {r["id"]: r for r in kept}
     for cid, twin in removed.items():
         rec = {k: v for k, v in by_id[cid].items() if k not in ("type", "id", "status")}
         manifest.record("clip", cid, "dropped", **{**rec, "reason": f"near-duplicate of {twin}"})
-    manifest.record("stage", "dedup", "done", removed=len(removed))
+    manifest.record("stage", "dedup", "done", removed=len(removed), engine=engine)
     return len(removed)
 
 

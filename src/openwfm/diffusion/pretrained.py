@@ -43,7 +43,8 @@ def find(run: str | os.PathLike | None) -> str | os.PathLike:
 def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, card: dict,
            overwrite: bool = False) -> Path:
     """Write a trained diffusion (or post-trained) run's EMA weights as a shippable model: ``tokenizer``
-    replaces the run's tokenizer path (a shipped tokenizer's name), ``base`` and data paths are cleared.
+    replaces the run's tokenizer path (a shipped tokenizer's name), ``base``, a warm start's ``init`` (the
+    card records it) and data paths are cleared.
     Written beside ``out_dir`` and renamed into place."""
     from openwfm.train.checkpoint import load_weights, publish_model, resolve
 
@@ -53,8 +54,9 @@ def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, c
     src = resolve(run)
     config, weights = load_weights(src, ema=True)
     config = {**config, "tokenizer": tokenizer}
-    if "base" in config:
-        config["base"] = ""
+    for key in ("base", "init"):  # paths on the training machine
+        if key in config:
+            config[key] = ""
     if isinstance(config.get("data"), dict):
         config["data"]["shards"] = ""
     step = int(json.loads((src / "trainer.json").read_text()).get("step", 0)) if (src / "trainer.json").is_file() else 0
