@@ -183,3 +183,26 @@ def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):
     bad.write_text("not a video")
     r = wfm("curate", str(sim), "--out", str(tmp_path / "c3"), "--preset", "sim", "-q")
     assert r.returncode == 4 and "1 input(s) failed" in r.stderr, r.stdout + r.stderr
+
+
+def test_local_engine_on_processes_gives_the_same_manifest(inputs, tmp_path):
+    """Issue 23: the local engine curates inputs in parallel processes (`wfm curate -j N`), with the same
+    records as one process."""
+    import math
+
+    curate([inputs], tmp_path / "one", CFG)
+    curate([inputs], tmp_path / "two", CFG, processes=2)
+
+    def close(a, b) -> bool:  # one thread per worker: float32 scores differ in the last bits
+        if isinstance(a, float) and isinstance(b, float):
+            return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9)
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+        return a == b
+
+    one, two = _final(tmp_path / "one"), _final(tmp_path / "two")
+    assert one.keys() == two.keys()
+    skip = ("path", "source", "file")
+    for k in one:
+        assert close({x: y for x, y in one[k].items() if x not in skip},
+                     {x: y for x, y in two[k].items() if x not in skip}), k

@@ -170,7 +170,7 @@ def curate(inputs: List[str] = typer.Argument(..., help="Video files and/or dire
            out_dir: Path = typer.Option(..., "--out", "-o", help="Output: clips/, shards/, manifest.jsonl, report.html."),
            engine: str = typer.Option("local", "--engine", help="local | ray"),
            ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: start one)."),
-           workers: int = typer.Option(2, "--workers", "-j", min=1, help="Ray actors of the filter stage (the others: ray.split.workers, ray.annotate.workers)."),
+           workers: int = typer.Option(2, "--workers", "-j", min=1, help="Local engine: inputs curated at once, one process each. Ray: actors of the filter stage (the others: ray.split.workers, ray.annotate.workers)."),
            preset: Optional[str] = typer.Option(None, "--preset", help="sim: for simulator renders (whole rollouts, "
                                                 "no filters trained on real footage)."),
            config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML config file(s)."),
@@ -192,7 +192,7 @@ def curate(inputs: List[str] = typer.Argument(..., help="Video files and/or dire
     with _progress() as progress:
         task = progress.add_task(f"curate ({engine})", total=n)
         res = run(paths, out_dir, cfg, engine=engine, ray_address=ray_address, resume=resume, workers=workers,
-                  on_input=lambda p: progress.advance(task))
+                  on_input=lambda p: progress.advance(task), processes=workers if engine == "local" else 1)
     c = res["counts"]
     table = Table("record", *sorted({s for v in c.values() for s in v}), title=f"curated into {out_dir}")
     statuses = table.columns[1:]

@@ -50,8 +50,9 @@ def write_records(manifest: Manifest, records: list[dict]) -> None:
 
 def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: CurateConfig | None = None,
            engine: str = "local", ray_address: str | None = None, resume: bool = False, workers: int = 2,
-           on_input: Callable[[str], None] | None = None) -> dict:
-    """Run the curator; returns the manifest's counts and the shard directories."""
+           on_input: Callable[[str], None] | None = None, processes: int = 1) -> dict:
+    """Run the curator; returns the manifest's counts and the shard directories. ``processes`` > 1: the
+    local engine curates that many inputs at once, each in its own process (``workers``: Ray's actors)."""
     cfg = cfg or CurateConfig()
     out = Path(out_dir)
     files, skipped = find_inputs(inputs), skipped_inputs(inputs)
@@ -72,7 +73,9 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
             if not p.exists():  # named but missing: accounted for (once), not fatal
                 manifest.record("input", input_id(p), "failed", path=str(p), error="no such file")
         todo = [p for p in todo if p.exists()]
-        if engine == "local":
+        if engine == "local" and processes > 1 and len(todo) > 1:
+            _local_processes(todo, cfg, out, manifest, processes, on_input)
+        elif engine == "local":
             vlm, text_encoder = _vlm(cfg), _text_encoder(cfg)
             for p in todo:
                 manifest.record("input", input_id(p), "started", path=str(p))
@@ -93,6 +96,46 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
 
     write_report(out)
     return {"counts": counts, "shards": [str(s) for s in shards]}
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(cfg: CurateConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per process: the processes are the parallelism
+    _WORKER.update(vlm=_vlm(cfg), text=_text_encoder(cfg))
+
+
+def _work(path: str, cfg: CurateConfig, out: str) -> list[dict]:
+    return process_input(path, cfg, out, _WORKER["vlm"], _WORKER["text"])
+
+
+def _local_processes(todo: list[Path], cfg: CurateConfig, out: Path, manifest: Manifest, processes: int,
+                     on_input: Callable[[str], None] | None) -> None:
+    """The local engine on ``processes`` processes (spawned; each loads the captioner and text encoder
+    once). Records are written here, in the parent, as inputs finish; a worker that dies fails its inputs."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(processes, len(todo)), mp_context=ctx, initializer=_start_worker,
+                             initargs=(cfg,)) as pool:
+        futures = {}
+        for p in todo:
+            manifest.record("input", input_id(p), "started", path=str(p))
+            futures[pool.submit(_work, str(p), cfg, str(out))] = p
+        for fut in as_completed(futures):
+            p = futures[fut]
+            try:
+                records = fut.result()
+            except Exception as e:  # noqa: BLE001 - a crashed worker fails its input, not the run
+                records = [{"type": "input", "id": input_id(p), "path": str(p), "status": "failed",
+                            "error": f"worker failed: {type(e).__name__}: {e}"}]
+            write_records(manifest, records)
+            if on_input:
+                on_input(str(p))
 
 
 def _vlm(cfg: CurateConfig):
