@@ -83,7 +83,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
 
 def _piece_bytes(cfg: TokenizerConfig, frames: int, height: int, width: int) -> int:
     """Peak of coding one piece of ``frames`` x ``height`` x ``width`` pixels: the larger of its encode and
-    decode, plus the float buffers of the whole window that the tiles are blended into."""
+    decode (``plan`` adds the float buffers of the window its tiles are blended into)."""
     s, t, c = cfg.spatial_compression, cfg.temporal_compression, cfg.latent_channels
     lat = (1, c, 1 + (frames - 1) // t if not cfg.is_image else frames, height // s, width // s)
     enc = estimate(cfg, "encode", (1, cfg.in_channels, frames, height, width))
