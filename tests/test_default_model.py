@@ -194,3 +194,17 @@ def test_progress_hook_counts_denoiser_evaluations():
     pipe.progress = lambda done, total: seen.append((done, total))
     pipe.video2world(np.zeros((9, 64, 64, 3), np.uint8), "", GenerateConfig(steps=2, sampler="heun", num_input_frames=9))
     assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]  # Heun: two evaluations per step, one for the last
+
+
+def test_a_stamp_from_before_a_new_recipe_field_still_holds(tmp_path):
+    """Old runs keep resuming: a field added to RecipeConfig later (tokenizer_from, v2w_init) counts as its
+    default in a stamp written without it, so the step is not redone."""
+    from openwfm.recipe import _step
+
+    (tmp_path / ".done").mkdir()
+    (tmp_path / ".done" / "tokenizer").write_text(json.dumps({"seconds": 1, "inputs": {"resolution": 64}}))
+    ran = []
+    _step(tmp_path, "tokenizer", lambda: ran.append(1), {"resolution": 64, "tokenizer_from": ""}, {"steps": {}})
+    assert not ran
+    _step(tmp_path, "tokenizer", lambda: ran.append(1), {"resolution": 64, "tokenizer_from": "x"}, {"steps": {}})
+    assert ran == [1]

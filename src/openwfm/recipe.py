@@ -89,7 +89,9 @@ def _step(out: Path, name: str, fn: Callable[[], object], inputs: dict, report: 
     stamp = out / ".done" / name
     if stamp.is_file():
         done = json.loads(stamp.read_text())
-        before = done.get("inputs", {})
+        # a field added to the recipe after the stamp was written counts as having had its default
+        defaults = asdict(RecipeConfig())
+        before = {**{k: defaults[k] for k in inputs if k in defaults}, **done.get("inputs", {})}
         if before == inputs:
             report["steps"][name] = done
             log.info("recipe: %s done before, skipped", name)
