@@ -20,7 +20,7 @@ from openwfm.files import save_safetensors
 from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, temporal_windows, tiled
 from openwfm.tokenizer.fsq import indices_to_codes
 from openwfm.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, gib, parse_memory, process_bytes
-from openwfm.tokenizer.memory import Plan, estimate, plan, weight_bytes
+from openwfm.tokenizer.memory import Plan, piece_bytes, plan, weight_bytes
 from openwfm.tokenizer.model import Tokenizer, TokenizerError
 
 __all__ = ["MemoryBudgetError", "decode", "decode_frames", "encode", "encode_frames", "load_latent",
@@ -117,9 +117,7 @@ def plan_for(model: Tokenizer, frames: np.ndarray | tuple[int, int, int], max_me
     cfg, s = model.cfg, model.cfg.spatial_compression
     n = chunk_frames or t
     th, tw = (min(tile, h), min(tile, w)) if tile else (h, w)
-    need = fixed + max(estimate(cfg, "encode", (1, cfg.in_channels, n, th, tw)),
-                       estimate(cfg, "decode", (1, cfg.latent_channels, 1 + (n - 1) // cfg.temporal_compression,
-                                                th // s, tw // s)))
+    need = fixed + piece_bytes(cfg, n, th, tw)
     if need > budget:
         raise MemoryBudgetError(f"coding {t} frames of {w}x{h} in pieces of {n} frames x {tw}x{th} needs "
                                 f"about {gib(need)}; the budget is {gib(budget)} (raise --max-memory, or leave "

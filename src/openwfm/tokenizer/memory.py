@@ -81,7 +81,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def _piece_bytes(cfg: TokenizerConfig, frames: int, height: int, width: int) -> int:
+def piece_bytes(cfg: TokenizerConfig, frames: int, height: int, width: int) -> int:
     """Peak of coding one piece of ``frames`` x ``height`` x ``width`` pixels: the larger of its encode and
     decode (``plan`` adds the float buffers of the window its tiles are blended into)."""
     s, t, c = cfg.spatial_compression, cfg.temporal_compression, cfg.latent_channels
@@ -107,7 +107,7 @@ def plan(cfg: TokenizerConfig, frames: int, height: int, width: int, max_bytes: 
         th, tw = (min(tile, height), min(tile, width)) if tile else (height, width)
         for chunk in chunks:
             n = chunk or frames
-            need = fixed + _piece_bytes(cfg, n, th, tw) + (window_bytes * n if tile else 0)
+            need = fixed + piece_bytes(cfg, n, th, tw) + (window_bytes * n if tile else 0)
             if need <= max_bytes:
                 return Plan(chunk, tile, overlap if tile else 0, need, t, s)
             smallest = need
