@@ -194,10 +194,10 @@ def curate(inputs: List[str] = typer.Argument(..., help="Video files and/or dire
         res = run(paths, out_dir, cfg, engine=engine, ray_address=ray_address, resume=resume, workers=workers,
                   on_input=lambda p: progress.advance(task), processes=workers if engine == "local" else 1)
     c = res["counts"]
-    table = Table("record", *sorted({s for v in c.values() for s in v}), title=f"curated into {out_dir}")
-    statuses = table.columns[1:]
+    statuses = sorted({s for v in c.values() for s in v})
+    table = Table("record", *statuses, title=f"curated into {out_dir}")
     for kind in ("input", "clip"):
-        table.add_row(kind, *[str(c.get(kind, {}).get(str(col.header), 0)) for col in statuses])
+        table.add_row(kind, *[str(c.get(kind, {}).get(s, 0)) for s in statuses])
     out.print(table)
     out.print(f"{len(res['shards'])} shard group(s) in {out_dir / 'shards'}; report: {out_dir / 'report.html'}",
               highlight=False)

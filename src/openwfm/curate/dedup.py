@@ -29,8 +29,6 @@ def clip_embedding(frames: np.ndarray, num_frames: int = 4, size: int = 224) -> 
 
 
 EXACT_UP_TO = 50_000  # up to this many clips every pair is compared (faiss's flat index: exact)
-
-
 BLOCK = 65536  # queries per range search (bounded result buffers; one task each on Ray)
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from openwfm.diffusion.codec import LatentCodec
-from openwfm.diffusion.model import WorldModel, condition_latent_frames
 from openwfm.diffusion.guidance import denoiser_calls, sample_latents
+from openwfm.diffusion.model import WorldModel, condition_latent_frames
 from openwfm.diffusion.train import DiffusionRunConfig
 from openwfm.errors import OpenWFMError
 from openwfm.text.encoder import make_text_encoder
@@ -87,6 +87,7 @@ class WorldPipeline:
         self.pre_guard, self.upsample, self.post_guard = pre_guard, upsample, post_guard
         # progress(done, total): denoiser evaluations of the current call (a progress bar's hook)
         self.progress: Callable[[int, int], None] | None = None
+        self._dit_peak: tuple = (None, 0)  # (clip shape and conditions, the denoiser's counted peak bytes)
         if not offload:
             self._place("dit", device)
             self._place("codec", device)
@@ -209,7 +210,7 @@ class WorldPipeline:
         clip = self.clip_frames(g)
         shape = self._shape(GenerateConfig(**{**g.__dict__, "height": height, "width": width}), clip)
         key = (shape, g.guidance != 0, tuple((k, tuple(v.shape)) for k, v in (net_kw or {}).items()))
-        if getattr(self, "_dit_peak", (None,))[0] != key:
+        if self._dit_peak[0] != key:
             with torch.device("meta"):
                 net = WorldModel(self.model.net.cfg, self.model.edm, self.model.v2w)
             b = 2 if g.guidance else 1

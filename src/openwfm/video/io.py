@@ -337,10 +337,7 @@ class VideoWriter:
             raise VideoError(self.path, f"fps must be positive, got {fps}")
         if not 0 <= crf <= 51:
             raise VideoError(self.path, f"crf must be in [0, 51], got {crf}")
-        fmt = CONTAINERS.get(self.path.suffix.lower())
-        if fmt is None:
-            raise VideoError(self.path, f"cannot write a '{self.path.suffix}' video; the container follows the "
-                                        f"extension: {', '.join(CONTAINERS)}")
+        fmt = CONTAINERS[check_output(self.path).suffix.lower()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
         os.close(fd)
