@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from openwfm.diffusion.model import hold_last_frame
 from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
 from openwfm.evaluate.metrics import psnr
 from openwfm.video import read_video
@@ -67,9 +68,11 @@ def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 @torch.no_grad()
 def denoising_errors(pipe: WorldPipeline, blind: WorldPipeline, x0: torch.Tensor, actions: torch.Tensor,
-                     sigmas: tuple[float, ...] = (0.3, 1.0, 3.0), top: float = 0.15) -> dict[str, list[float]]:
+                     sigmas: tuple[float, ...] = (0.3, 1.0, 3.0), top: float = 0.15,
+                     held: torch.Tensor | None = None) -> dict[str, list[float]]:
     """Moving-region latent MSE per sigma of the action model under the true / another rollout's / zero
-    actions and of the blind model (zero actions), for clean latents x0 (N, C, T, H, W) from frame 1."""
+    actions and of the blind model (zero actions), for clean latents x0 (N, C, T, H, W) from frame 1 (``held``:
+    the latents of frame 0 held, the prior of a ``residual_prior="hold"`` model)."""
     n = x0.shape[0]
     change = (x0[:, :, 1:] - x0[:, :, :1]).abs().mean(1)
     moving = change > change.flatten(1).quantile(1 - top, dim=1).view(-1, 1, 1, 1)
@@ -82,7 +85,7 @@ def denoising_errors(pipe: WorldPipeline, blind: WorldPipeline, x0: torch.Tensor
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(s * 1000)))
         for name, (p, text, a) in variants.items():
             d = p.model.denoise(x0 + noise * s, torch.full((n,), s), text, cond=x0, num_cond=1,
-                                aug_noise=torch.zeros_like(x0), fps=12.0, action=a)
+                                aug_noise=torch.zeros_like(x0), fps=12.0, action=a, held=held)
             out[name].append(float(((d - x0)[:, :, 1:] ** 2).mean(1)[moving].mean()))
     return out
 
@@ -104,12 +107,13 @@ def main() -> None:
                                                     "moving region, mean: action model",
                                                     "moving region, mean: blind model")}
     metas = [json.loads(p.read_text()) for p in sorted(Path(args.sim).glob("*.json"))]
-    latents, inputs = [], []
+    latents, helds, inputs = [], [], []
     for k, meta in enumerate(metas):
         frames = np.stack([cv2.resize(f, (res, res), interpolation=cv2.INTER_AREA)
                            for f in read_video(Path(args.sim) / f"{meta['name']}.mp4").frames[:n]])
         acts = np.array(meta["actions"])[:n - 1]
         latents.append(pipe.codec.encode(to_tensor(frames)[None])[0])
+        helds.append(pipe.codec.encode(hold_last_frame(to_tensor(frames)[None], 1))[0])
         inputs.append(action_input(pipe, meta))
         g = GenerateConfig(steps=args.steps, guidance=0.0, num_input_frames=1, fps=12.0, seed=k)
         g2 = GenerateConfig(**{**g.__dict__, "seed": k + 1000})
@@ -140,7 +144,7 @@ def main() -> None:
         print(f"  {kind}: actions help in {int((gain > 0).sum())}/{len(gain)} rollouts (moving region); mean gain "
               f"{np.nanmean(gain):+.2f} dB")
     sigmas = (0.3, 1.0, 3.0)
-    errs = denoising_errors(pipe, blind, torch.stack(latents), torch.stack(inputs), sigmas)
+    errs = denoising_errors(pipe, blind, torch.stack(latents), torch.stack(inputs), sigmas, held=torch.stack(helds))
     print("  denoising error, moving region (latent MSE at sigma " + " / ".join(map(str, sigmas)) + ")")
     for name, e in errs.items():
         print(f"    {name:<28} " + "  ".join(f"{v:.5f}" for v in e)

@@ -208,3 +208,9 @@ def test_a_stamp_from_before_a_new_recipe_field_still_holds(tmp_path):
     assert not ran
     _step(tmp_path, "tokenizer", lambda: ran.append(1), {"resolution": 64, "tokenizer_from": "x"}, {"steps": {}})
     assert ran == [1]
+    # a field whose default changed behaviour counts as the value runs had before it existed
+    (tmp_path / ".done" / "latents").write_text(json.dumps({"seconds": 1, "inputs": {"clip_step": 4}}))
+    _step(tmp_path, "latents", lambda: ran.append(2), {"clip_step": 4, "residual_prior": "last"}, {"steps": {}})
+    assert ran == [1]
+    _step(tmp_path, "latents", lambda: ran.append(2), {"clip_step": 4, "residual_prior": "hold"}, {"steps": {}})
+    assert ran == [1, 2]

@@ -107,6 +107,37 @@ def test_residual_model_is_the_change_from_the_last_condition_frame():
                                    atol=1e-4, rtol=0)
 
 
+def test_hold_prior_is_copy_last_frame_in_latents():
+    """residual_prior="hold": the prior is the latents of the input with its last frame held, given per clip
+    (B, C, T, H, W); a denoiser that predicts no change samples exactly those latents, whatever the
+    condition frames' own last latent frame is (which, for a causal tokenizer, replays the last input
+    frames' motion). Without them the model refuses; a bad prior name is a config error."""
+    from openwfm.config import ConfigError
+    from openwfm.diffusion.model import hold_last_frame
+
+    video = torch.arange(3 * 4 * 1 * 1, dtype=torch.float32).view(1, 1, 3 * 4, 1, 1)[:, :, :5]
+    assert hold_last_frame(video, 2, 7).flatten().tolist() == [0, 1, 1, 1, 1, 1, 1]
+    assert hold_last_frame(video, 5).flatten().tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="6 input frames"):
+        hold_last_frame(video, 6)
+    with pytest.raises(ConfigError, match="residual_prior"):
+        Video2WorldConfig(residual_prior="first").validate()
+    torch.manual_seed(0)
+    m = WorldModel(get_preset(DiTConfig, "tiny"), EDMConfig(uncertainty=False),
+                   Video2WorldConfig(enabled=True, residual=True, residual_sigma_data=0.2, residual_prior="hold")).eval()
+    cond, held, text = torch.randn(1, 16, 5, 4, 4) * 0.5, torch.randn(1, 16, 5, 4, 4) * 0.5, torch.randn(1, 3, 384)
+    assert torch.equal(m.prior(cond, 1, held), held) and m.prior(cond, 0, held) is None
+    with pytest.raises(ValueError, match="held"):
+        m.prior(cond, 1)
+    m.net = _NoMotion(m.net.cfg)
+    for n in (1, 3):
+        held[:, :, :n] = cond[:, :, :n]  # a causal tokenizer: the held input's first latents are the condition
+        out = sample_latents(m, text, (1, 16, 5, 4, 4), steps=6, cond=cond, num_cond=n, held=held,
+                             generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out[:, :, :n], cond[:, :, :n])
+        torch.testing.assert_close(out[:, :, n:], held[:, :, n:], atol=1e-4, rtol=0)
+
+
 def test_guidance_zero_is_the_conditional_model():
     m = _model().eval()
     text, uncond = torch.randn(1, 3, 384), torch.zeros(1, 3, 384)
@@ -229,13 +260,53 @@ def test_precomputed_latents_train_and_refuse_another_tokenizer(tmp_path):
     assert len(index) == 6 and {e.kind for e in index} == {"latent"}
     assert (index[0].num_frames, index[0].height, index[0].width) == (2, 4, 4)
 
-    def run(tokenizer, out):
+    def run(tokenizer, out, more=()):
         cfg = make_config(DiffusionRunConfig, "tiny", overrides=[
             f"tokenizer={tokenizer}", f"data.shards={tmp_path / 'lat'}", "data.batch_size=2", "train.steps=2",
-            "model.num_blocks=1", "data.num_frames=5"])
+            "model.num_blocks=1", "data.num_frames=5", *more])
         Trainer(DiffusionTask(cfg), out, progress=False).fit()
 
     run(tok, tmp_path / "run")
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
     with pytest.raises(ConfigError, match="another tokenizer"):
         run(other, tmp_path / "run2")
+    # a "hold" residual model needs the held-input latents: refused without them, trained with them
+    hold = ["v2w.enabled=true", "v2w.residual=true", "v2w.residual_prior=hold", "v2w.input_frame_choices=[1]"]
+    with pytest.raises(ConfigError, match="prior1"):
+        run(tok, tmp_path / "run3", hold)
+    precompute(tmp_path / "shards", str(tok), tmp_path / "lat", resolution=32, num_frames=5, clips=2, priors=(1,),
+               overwrite=True)
+    run(tok, tmp_path / "run4", hold)
+    assert (tmp_path / "run4" / "metrics.jsonl").is_file()
+
+
+def test_precomputed_priors_are_the_held_input_latents(tmp_path):
+    """``priors``: each clip's prior<k> is the tokenizer's latents of its first k frames with the k-th held;
+    a causal tokenizer makes the same first latents of it as of the clip."""
+    import json
+
+    from conftest import moving_frames
+
+    from openwfm.data import DataError, load_index, pack_samples
+    from openwfm.diffusion.latents import LatentDataset, precompute
+    from openwfm.diffusion.model import hold_last_frame
+    from openwfm.tokenizer import Tokenizer, TokenizerConfig
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.tokenizer.pretrained import export
+    from openwfm.video import read_video, write_video
+    from openwfm.video.transforms import to_tensor
+
+    torch.manual_seed(0)
+    tok = export(Tokenizer(get_preset(TokenizerConfig, "tiny-CV4x8x8")), {}, tmp_path / "tok", {"steps": 1})
+    mp4 = write_video(tmp_path / "v.mp4", moving_frames(9, 32, 32, seed=3), fps=12)
+    pack_samples([("v", {"mp4": mp4.read_bytes(), "json": json.dumps({"caption": "c"}).encode()})], tmp_path / "shards")
+    precompute(tmp_path / "shards", str(tok), tmp_path / "lat", resolution=32, num_frames=9, priors=(1, 5))
+    item = LatentDataset(load_index(tmp_path / "lat"))[0]
+    model = load_tokenizer(str(tok))
+    x = to_tensor(read_video(mp4).frames)[None]
+    with torch.no_grad():
+        for k, n in ((1, 1), (5, 2)):
+            torch.testing.assert_close(item[f"prior{k}"], model.encode_latent(hold_last_frame(x, k))[0], atol=1e-4, rtol=0)
+            torch.testing.assert_close(item[f"prior{k}"][:, :n], item["latent"][:, :n], atol=1e-5, rtol=0)
+    with pytest.raises(DataError, match="priors"):
+        precompute(tmp_path / "shards", str(tok), tmp_path / "lat2", resolution=32, num_frames=9, priors=(9,))

@@ -245,6 +245,45 @@ def test_diffusers_equivalence(name, frames):
     assert config_from_diffusers(ref.config) == cfg
 
 
+def test_diffusers_directory_loads_by_path_with_diffusers_output(tmp_path):
+    """A directory written by diffusers' own ``save_pretrained`` works wherever -c takes a tokenizer: the CLI's
+    latents and the loaded model's decode equal diffusers' on the same frames; pickle-only weights are refused."""
+    import numpy as np
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.video import read_video, write_video
+    from openwfm.video.transforms import to_tensor
+
+    ref, _ = _diffusers_twin(get_preset(TokenizerConfig, "tiny-CV8x8x8"), seed=3)
+    ref.save_pretrained(tmp_path / "vae")
+    frames = (np.random.default_rng(0).random((9, 32, 32, 3)) * 255).astype(np.uint8)
+    write_video(tmp_path / "in.mp4", frames, fps=8)
+    x = to_tensor(read_video(tmp_path / "in.mp4").frames)[None]
+    runner = CliRunner()
+    r = runner.invoke(app, ["tokenizer", "encode", str(tmp_path / "in.mp4"), str(tmp_path / "z.safetensors"),
+                            "-c", str(tmp_path / "vae")])
+    assert r.exit_code == 0, r.output
+    with torch.no_grad():
+        z_ref = ref.encode(x).latent_dist.mode()
+        out_ref = ref.decode(z_ref).sample
+        z = load_file(tmp_path / "z.safetensors")["latent"]
+        assert z.shape == z_ref.shape and (z - z_ref).abs().max() <= 1e-4
+        ours = load_tokenizer(tmp_path / "vae")
+        assert (ours.decode(z_ref) - out_ref).abs().max() <= 1e-4
+    r = runner.invoke(app, ["tokenizer", "roundtrip", str(tmp_path / "in.mp4"), str(tmp_path / "rt.mp4"),
+                            "-c", str(tmp_path / "vae")])
+    assert r.exit_code == 0 and "PSNR" in r.output, r.output
+    (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").rename(tmp_path / "vae" / "diffusion_pytorch_model.bin")
+    r = runner.invoke(app, ["tokenizer", "encode", str(tmp_path / "in.mp4"), str(tmp_path / "z2.safetensors"),
+                            "-c", str(tmp_path / "vae")])
+    from openwfm.errors import OpenWFMError  # wfm prints these as one line
+
+    assert isinstance(r.exception, OpenWFMError) and "pickle" in str(r.exception) and "\n" not in str(r.exception)
+
+
 def test_param_count_matches_diffusers():
     diffusers = pytest.importorskip("diffusers")
     with torch.device("meta"):

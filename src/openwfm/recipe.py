@@ -24,6 +24,9 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 TOKENIZER_NAME = "cv4x4x4-sim32"
+PRIOR_FRAMES = (1, 9)  # input frame counts whose held-input latents are precomputed (residual_prior=hold)
+# fields added after runs were stamped, with the value those runs had in effect (otherwise: the default)
+BEFORE_FIELD = {"residual_prior": "last"}
 
 
 @dataclass
@@ -44,6 +47,10 @@ class RecipeConfig:
     # are recorded in the model cards. "" = train from nothing (the default).
     tokenizer_from: str = ""
     v2w_init: str = ""
+    # the residual model's "nothing moves" (v2w.residual_prior): "hold" = the latents of the input with its
+    # last frame held (copy-last-frame, tokenized; precomputed beside the latents for 1 and 9 input frames),
+    # "last" = the last input latent frame repeated (the models of 2026-12-02 and -06)
+    residual_prior: str = "hold"
     # tokenizer: CV 4x4x4 (Haar patch 4 does the spatial and temporal compression), 32 latent channels, one
     # 64-wide level beside a linear shortcut that starts as the PCA of the training clips (so training starts
     # at the best linear code and the shortcut moves 10x slower than the convolutions), L1
@@ -90,7 +97,7 @@ def _step(out: Path, name: str, fn: Callable[[], object], inputs: dict, report: 
     if stamp.is_file():
         done = json.loads(stamp.read_text())
         # a field added to the recipe after the stamp was written counts as having had its default
-        defaults = asdict(RecipeConfig())
+        defaults = asdict(RecipeConfig()) | BEFORE_FIELD
         before = {**{k: defaults[k] for k in inputs if k in defaults}, **done.get("inputs", {})}
         if before == inputs:
             report["steps"][name] = done
@@ -171,22 +178,24 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
             return
         export_tokenizer_run(out / "tokenizer", out / "shards" / "all", tok_export, cfg, _data_card(counts, cfg))
 
+    priors = tuple(k for k in PRIOR_FRAMES if k < cfg.num_frames) if cfg.residual_prior == "hold" else ()
+
     def latents() -> None:
         precompute(out / "shards" / "all", str(tok_export), out / "latents", cfg.resolution, cfg.num_frames,
                    clips=(sim_cfg.num_frames - cfg.num_frames) // cfg.clip_step + 1, clip_step=cfg.clip_step,
-                   overwrite=True)
+                   overwrite=True, priors=priors)
 
     def push_latents() -> None:  # overlapping clips (every 4th frame) of the push rollouts, with their actions
         if cfg.push:
             precompute(out / "shards" / "push", str(tok_export), out / "latents-push", cfg.resolution, cfg.num_frames,
                        clips=(sim_cfg.num_frames - cfg.num_frames) // cfg.clip_step + 1, clip_step=cfg.clip_step,
-                       overwrite=True)
+                       overwrite=True, priors=priors)
 
     def v2w() -> None:
         if cfg.v2w_init and not (out / "v2w").exists():
             warm_file.write_text(json.dumps(world.read_card(cfg.v2w_init), indent=1))
         _train("diffusion", "tiny-v2w", [f"tokenizer={tok_export}", f"data.shards={out / 'latents'}"] + data
-               + cfg.v2w + [f"train.steps={cfg.v2w_steps}"]
+               + cfg.v2w + [f"v2w.residual_prior={cfg.residual_prior}", f"train.steps={cfg.v2w_steps}"]
                + ([f"init={warm_start}"] if warm_start else []), out / "v2w", quiet)
 
     def action() -> None:
@@ -219,7 +228,7 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     fields = asdict(cfg)
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
              ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps", "tokenizer_from"]),
-             ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step"]), ("push-latents", push_latents, []),
+             ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step", "residual_prior"]), ("push-latents", push_latents, []),
              ("v2w", v2w, ["v2w", "v2w_steps", "v2w_init"]), ("action", action, ["action", "action_steps"]),
              ("export", export_world, [])]
     assert [name for name, _, _ in steps] == list(STEPS), "STEPS (checked before any work) must list the steps"

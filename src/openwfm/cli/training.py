@@ -144,6 +144,14 @@ def data_pack(sources: List[Path] = typer.Argument(..., help="Directories writte
     out.print(f"packed {len(load_index(shards))} samples from {len(sources)} source(s) into {shards}")
 
 
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    """'1,9' -> (1, 9); one line naming the option when it is not a list of integers."""
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: integers separated by commas, e.g. 1,9", param_hint=option) from None
+
+
 @data_app.command("latents")
 def data_latents(shards: Path = typer.Argument(..., help="Shard directory of videos/images."),
                  tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Tokenizer (shipped name or run): continuous -> latents, discrete -> token indices."),
@@ -152,6 +160,7 @@ def data_latents(shards: Path = typer.Argument(..., help="Shard directory of vid
                  num_frames: int = typer.Option(17, "--num-frames", help="Frames per clip (1 + k*t)."),
                  clips: int = typer.Option(1, "--clips", min=1, help="Clips per video (at most)."),
                  clip_step: int = typer.Option(0, "--clip-step", min=0, help="Frames between clip starts (0: num-frames, consecutive clips; smaller: overlapping)."),
+                 priors: str = typer.Option("", "--priors", help="Input frame counts, e.g. 1,9: also store each clip's held-input latents (the residual prior of v2w.residual_prior=hold)."),
                  overwrite: bool = typer.Option(False, "--overwrite")) -> None:
     """Precompute tokenizer latents (or discrete token indices) of a shard set, for training the diffusion
     (or autoregressive) model without the tokenizer."""
@@ -162,7 +171,7 @@ def data_latents(shards: Path = typer.Argument(..., help="Shard directory of vid
     with _progress() as progress:
         task = progress.add_task("latents", total=n)
         precompute(shards, tokenizer, dst, resolution, num_frames, clips, overwrite=overwrite,
-                   progress=lambda key: progress.advance(task), clip_step=clip_step)
+                   progress=lambda key: progress.advance(task), clip_step=clip_step, priors=_ints(priors, "--priors"))
     out.print(f"wrote {len(load_index(dst))} latent samples from {n} samples to {dst}")
 
 

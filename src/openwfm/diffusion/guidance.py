@@ -22,13 +22,14 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
                    rho: float = 7.0, churn: float = 0.0, cond: torch.Tensor | None = None, num_cond: int = 0,
                    sigma_aug: float | None = None, fps: float | None = None, t_offset: int = 0,
                    generator: torch.Generator | None = None, net_kw: dict | None = None,
-                   callback: Callable[[float], None] | None = None) -> torch.Tensor:
+                   callback: Callable[[float], None] | None = None, held: torch.Tensor | None = None) -> torch.Tensor:
     """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D); ``net_kw``: more
     per-sample network inputs (B, ...) for both guidance branches — ``extra`` (the AR diffusion decoder's
     embedded tokens), ``action`` (robot actions).
 
     ``guidance`` > 0 (Cosmos form) or != 1 (standard form) needs ``uncond`` (the embedding of the
-    negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents.
+    negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents; ``held``
+    (B, C, T, H, W) the held input's latents, the prior of a ``residual_prior="hold"`` model.
     ``callback(sigma)`` runs after each denoiser evaluation (progress bars: ``denoiser_calls``)."""
     device = text.device
     run = get_sampler(sampler)
@@ -44,7 +45,7 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
         pad = torch.zeros(*cond.shape[:2], shape[2] - num_cond, *cond.shape[3:], device=device, dtype=cond.dtype)
         cond = torch.cat([cond, pad], dim=2)
         aug_noise = torch.randn(cond.shape, generator=generator).to(device)
-        prior = model.prior(cond, num_cond)
+        prior = model.prior(cond, num_cond, held)
         if prior is not None:  # a residual model's ODE starts around "nothing moves", not around zero
             x = x + prior
     b = shape[0]
@@ -56,10 +57,10 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
         sig = torch.full((b,), s, device=device)
         if not use_cfg:
             return model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug,
-                                 aug_noise=aug_noise, fps=fps, t_offset=t_offset, **kw)
+                                 aug_noise=aug_noise, held=held, fps=fps, t_offset=t_offset, **kw)
         if num_cond:  # the branches differ in their condition: two calls
             c = model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug, aug_noise=aug_noise,
-                              fps=fps, t_offset=t_offset, **kw)
+                              held=held, fps=fps, t_offset=t_offset, **kw)
             u = model.denoise(x, sig, uncond, fps=fps, t_offset=t_offset, **kw)
         else:  # one batch of both branches
             both = model.denoise(torch.cat([x, x]), torch.cat([sig, sig]), torch.cat([text, uncond]), fps=fps,

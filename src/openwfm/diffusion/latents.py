@@ -6,10 +6,14 @@ them into their aspect-ratio bucket at ``resolution`` and stores the tokenizer's
 ``<key>.latent.safetensors`` (tensor ``latent``, (C, T', H', W'); a discrete tokenizer's FSQ indices as
 tensor ``indices``, (T', H', W') int32) next to ``<key>.json`` (caption, fps, source, start frame,
 tokenizer, and the source sample's metadata as ``meta``: post-training reads its actions and cameras).
+With ``priors`` (input frame counts k) each video clip also stores ``prior<k>``: the latents of the clip's
+first k frames with the k-th held to the end (``hold_last_frame``), the "hold" residual prior of a
+Video2World model conditioned on k frames (``v2w.residual_prior``).
 Normalization happens at training time, with the statistics of the tokenizer named in the run, which must
 be the one that made the latents.
 
-    wfm data latents SHARDS --tokenizer cv4x8x8-s --out LATENTS --resolution 64 --num-frames 17 --clips 2
+    wfm data latents SHARDS --tokenizer cv4x8x8-s --out LATENTS --resolution 64 --num-frames 17 --clips 2 \
+        [--priors 1,9]
     wfm train diffusion --preset tiny data.shards=LATENTS tokenizer=cv4x8x8-s
 """
 
@@ -40,8 +44,9 @@ def fingerprint(model: torch.nn.Module) -> str:
 
 def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike, resolution: int = 64,
                num_frames: int = 17, clips: int = 1, maxcount: int = 1000, overwrite: bool = False,
-               progress=None, clip_step: int = 0) -> Path:
+               progress=None, clip_step: int = 0, priors: tuple[int, ...] = ()) -> Path:
     """Write latent shards for every sample of ``shards`` (see the module docstring)."""
+    from openwfm.diffusion.model import hold_last_frame
     from openwfm.tokenizer.api import load_tokenizer
     from openwfm.video.transforms import to_tensor
 
@@ -50,6 +55,10 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
     if (num_frames - 1) % cfg.temporal_compression:
         raise DataError(tokenizer, f"num_frames={num_frames}: the {cfg.kind} tokenizer takes 1 + k*"
                                    f"{cfg.temporal_compression} frames")
+    bad = [k for k in priors if not 1 <= k < num_frames]
+    if bad or (priors and cfg.discrete):
+        raise DataError(tokenizer, f"priors={list(priors)}: held-input priors are for a continuous tokenizer and "
+                                   f"input frame counts 1 .. {num_frames - 1}")
     step = clip_step or num_frames
     if step < 1:
         raise DataError(shards, f"clip_step={clip_step}: clips start at least one frame apart")
@@ -74,6 +83,9 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
                     z = model.encode_latent(x)
                     tensors = {"indices": model.quantize(z)[1][0].int().contiguous()} if cfg.discrete else \
                         {"latent": z[0].contiguous()}
+                    if len(frames) > 1:
+                        tensors |= {f"prior{k}": model.encode_latent(hold_last_frame(x, k))[0].contiguous()
+                                    for k in priors}
                 doc = {"caption": str(meta.get("caption", "")), "fps": e.fps, "source": e.key, "start_frame": start,
                        "frames": len(frames), "tokenizer": str(tokenizer), "tokenizer_kind": cfg.kind,
                        "tokenizer_fingerprint": fingerprint(model), "meta": meta}
@@ -87,7 +99,8 @@ def precompute(shards: str | os.PathLike, tokenizer: str, out: str | os.PathLike
 class LatentDataset(torch.utils.data.Dataset):
     """Items ``{"latent": (C, T', H', W') | "tokens": (T', H', W'), "caption", "fps", "key", "meta",
     "start_frame", "num_frames"}`` of latent shards (``tokens``: a discrete tokenizer's FSQ indices;
-    ``meta``: the source sample's metadata, ``start_frame`` / ``num_frames``: the clip's place in it)."""
+    ``meta``: the source sample's metadata, ``start_frame`` / ``num_frames``: the clip's place in it), plus
+    ``prior<k>`` (C, T', H', W') where precomputed."""
 
     def __init__(self, entries: list[IndexEntry]):
         self.entries = entries
@@ -103,6 +116,7 @@ class LatentDataset(torch.utils.data.Dataset):
         try:
             t = load(raw[LATENT_EXT])
             item = {"tokens": t["indices"].long()} if "indices" in t else {"latent": t["latent"].float()}
+            item |= {k: v.float() for k, v in t.items() if k.startswith("prior")}
         except Exception as err:  # noqa: BLE001 - safetensors raises several types
             raise DataError(e.where, f"unreadable latent ({err})") from None
         return {**item, "caption": str(meta.get("caption", "")), "fps": float(meta.get("fps") or 0.0),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from openwfm.config import ConfigError
 from openwfm.diffusion.dit import DiT, DiTConfig
 from openwfm.diffusion.edm import EDMConfig, Uncertainty, edm_loss, precondition, scalings
 
@@ -39,6 +40,25 @@ class Video2WorldConfig:
     # Srivastava & Mandt 2022, sec. 3). Text2World (no condition frames) stays plain diffusion.
     residual: bool = False
     residual_sigma_data: float = 0.0  # sigma_data of the residual (EDM scalings, loss weight); 0: edm.sigma_data
+    # what "nothing moves" is: "last" = the last condition latent frame repeated over time; "hold" = the
+    # tokenizer's latents of the input frames with the last one held to the clip's end (``hold_last_frame``),
+    # which decode to copy-last-frame itself. A causal tokenizer's latent frame covers several pixel frames,
+    # so repeating the last one replays the input's last frames' motion; "hold" does not. Training reads them
+    # precomputed (``wfm data latents --priors 1,9``) or encodes them from the clip.
+    residual_prior: str = "last"
+
+    def validate(self) -> None:
+        if self.residual_prior not in ("last", "hold"):
+            raise ConfigError(f"v2w.residual_prior={self.residual_prior!r}: one of last, hold")
+
+
+def hold_last_frame(video: torch.Tensor, num_input_frames: int, num_frames: int = 0) -> torch.Tensor:
+    """Copy-last-frame as a video (B, C, T, H, W): the first ``num_input_frames`` frames, then the last of them
+    repeated up to ``num_frames`` (0: the video's length). Its latents are the "hold" residual prior."""
+    n, t = num_input_frames, num_frames or video.shape[2]
+    if not 1 <= n <= min(t, video.shape[2]):
+        raise ValueError(f"hold_last_frame: {n} input frames of a {video.shape[2]}-frame video, {t} out")
+    return torch.cat([video[:, :, :n], video[:, :, n - 1:n].expand(-1, -1, t - n, -1, -1)], dim=2)
 
 
 def condition_latent_frames(num_input_frames: int, temporal_compression: int) -> int:
@@ -61,11 +81,16 @@ class WorldModel(nn.Module):
         self.edm, self.net = edm, DiT(dit_cfg)
         self.uncertainty = Uncertainty() if edm.uncertainty else None
 
-    def prior(self, cond: torch.Tensor | None, num_cond: int) -> torch.Tensor | None:
-        """The residual model's prior (B, C, 1, H, W): the last of ``num_cond`` condition latent frames; None
-        for plain diffusion (not residual, or no condition)."""
+    def prior(self, cond: torch.Tensor | None, num_cond: int, held: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The residual model's prior: the last of ``num_cond`` condition latent frames (B, C, 1, H, W), or with
+        ``residual_prior="hold"`` the held input's latents ``held`` (B, C, T, H, W); None for plain diffusion
+        (not residual, or no condition)."""
         if not (self.v2w.residual and num_cond and cond is not None):
             return None
+        if self.v2w.residual_prior == "hold":
+            if held is None:
+                raise ValueError("v2w.residual_prior=hold needs the latents of the held input (held)")
+            return held
         return cond[:, :, num_cond - 1:num_cond]
 
     def sigma_data(self, num_cond: int) -> float:
@@ -76,9 +101,10 @@ class WorldModel(nn.Module):
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, cond: torch.Tensor | None = None,
                 num_cond: int = 0, sigma_aug: torch.Tensor | float | None = None, aug_noise: torch.Tensor | None = None,
-                **kw) -> torch.Tensor:
+                held: torch.Tensor | None = None, **kw) -> torch.Tensor:
         """D(x; sigma) for noisy latents x (B, C, T, H, W) and sigma (B,). Video2World: ``cond`` holds the
-        clean latents whose first ``num_cond`` frames condition (0 = none, e.g. the unconditional branch)."""
+        clean latents whose first ``num_cond`` frames condition (0 = none, e.g. the unconditional branch);
+        ``held``: the "hold" residual prior (``prior``)."""
         b, _, t = x.shape[:3]
         sd = self.edm.sigma_data
         extra, aug = {}, None
@@ -100,7 +126,7 @@ class WorldModel(nn.Module):
                 x_in = torch.where(extra["condition_mask"].bool(), aug, x_in)
             return self.net(x_in, c_noise, text, **extra, **kw)
 
-        prior = self.prior(cond, num_cond)
+        prior = self.prior(cond, num_cond, held)
         if prior is None:
             out = precondition(net, x, sigma, sd)
         else:  # the network sees (and its skip carries) the noisy change from the prior
@@ -110,12 +136,13 @@ class WorldModel(nn.Module):
         return out
 
     def forward(self, x0: torch.Tensor, text: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-                num_cond: int = 0, sigma_aug: torch.Tensor | None = None, cp_group=None, **kw) -> torch.Tensor:
+                num_cond: int = 0, sigma_aug: torch.Tensor | None = None, cp_group=None,
+                held: torch.Tensor | None = None, **kw) -> torch.Tensor:
         """Training: per-sample EDM loss (with the learned uncertainty when enabled) on the generated frames;
         under context parallelism (``cp_group``) on this rank's tokens, so the mean over ranks is the loss."""
         x = x0 + noise * sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
         d = self.denoise(x, sigma, text, cond=x0 if num_cond else None, num_cond=num_cond, sigma_aug=sigma_aug,
-                         cp_group=cp_group, **kw)
+                         cp_group=cp_group, held=held, **kw)
         mask = None
         if num_cond:
             mask = torch.ones_like(x0[:, :1])

@@ -24,7 +24,7 @@ import torch
 
 from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.guidance import denoiser_calls, sample_latents
-from openwfm.diffusion.model import WorldModel, condition_latent_frames
+from openwfm.diffusion.model import WorldModel, condition_latent_frames, hold_last_frame
 from openwfm.diffusion.train import DiffusionRunConfig
 from openwfm.errors import OpenWFMError
 from openwfm.text.encoder import make_text_encoder
@@ -328,16 +328,20 @@ class WorldPipeline:
         shape = self._shape(GenerateConfig(**{**g.__dict__, "height": h, "width": w}), clip)
         total = total_frames or len(frames) + clip - n_in
         generator = torch.Generator().manual_seed(g.seed)
+        hold = self.cfg.v2w.residual and self.cfg.v2w.residual_prior == "hold"
         video = frames
         callback = self._counter(g, -(-(total - len(frames)) // (clip - n_in)))
         while len(video) < total:
             with self._on_device("codec"):
-                cond = self.codec.encode(to_tensor(video[-n_in:])[None].to(self.device), plan)
+                inputs = to_tensor(video[-n_in:])[None].to(self.device)
+                if hold:  # the condition and the prior in one: a causal tokenizer's first latents are the inputs'
+                    inputs = hold_last_frame(inputs, n_in, clip)
+                cond = self.codec.encode(inputs, plan)
             with self._on_device("dit"):
                 z = sample_latents(self.model, text, shape, uncond=uncond, guidance=g.guidance,
                                    guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps,
                                    sigma_min=g.sigma_min, sigma_max=g.sigma_max, cond=cond, num_cond=num_cond,
-                                   fps=g.fps, generator=generator, callback=callback,
+                                   fps=g.fps, generator=generator, callback=callback, held=cond if hold else None,
                                    net_kw={k: v.to(self.device) for k, v in (net_kw or {}).items()})
             video = np.concatenate([video, self._decode(z, plan)[n_in:]])
         return self._guard(video[:total])

@@ -11,65 +11,16 @@ captions go through a frozen, cached text encoder and are dropped (zeroed) with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from openwfm.config import ConfigError, get_preset, register_preset
-from openwfm.data import DataConfig, StageConfig
+from openwfm.config import ConfigError
 from openwfm.diffusion.codec import LatentCodec
-from openwfm.diffusion.dit import DiTConfig
-from openwfm.diffusion.edm import EDMConfig, sample_sigma
-from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
-from openwfm.text.encoder import TextEncoderConfig, make_text_encoder, stored_states
-from openwfm.train.config import TrainConfig
+from openwfm.diffusion.config import DiffusionRunConfig
+from openwfm.diffusion.edm import sample_sigma
+from openwfm.diffusion.model import WorldModel, condition_latent_frames, hold_last_frame
+from openwfm.text.encoder import make_text_encoder, stored_states
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
-
-
-@dataclass
-class DiffusionRunConfig:
-    model: DiTConfig = field(default_factory=lambda: get_preset(DiTConfig, "tiny"))
-    edm: EDMConfig = field(default_factory=EDMConfig)
-    v2w: Video2WorldConfig = field(default_factory=Video2WorldConfig)
-    tokenizer: str = "cv4x8x8-s"  # shipped tokenizer name, or a tokenizer run / checkpoint directory
-    # warm start: a shipped world model's name, or a diffusion run / checkpoint / export of the same model
-    # config, whose (EMA) weights start this run (the optimizer starts fresh); "" = random init
-    init: str = ""
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
-    stages: list[StageConfig] = field(default_factory=list)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, log_every=10))
-
-    def validate(self) -> None:
-        self.model.validate()
-        self.edm.validate()
-        self.data.validate()
-        self.train.validate()
-        self.text.validate()
-        for k in [self.v2w.num_input_frames] + list(self.v2w.input_frame_choices) if self.v2w.enabled else []:
-            if k < 0:
-                raise ConfigError(f"v2w: input frame counts must be >= 0 (0: Text2World), got {k}")
-            if k >= self.data.num_frames:
-                raise ConfigError(f"v2w: {k} input frames leave nothing to predict in clips of "
-                                  f"data.num_frames={self.data.num_frames}")
-
-
-def _tiny(**kw) -> DiffusionRunConfig:
-    cfg = DiffusionRunConfig(**kw)
-    cfg.train.optim.lr, cfg.train.optim.warmup_steps, cfg.train.optim.weight_decay = 3e-4, 100, 0.0
-    cfg.train.ema.kind, cfg.train.checkpoint.every = "power", 500
-    return cfg
-
-
-register_preset(DiffusionRunConfig, "tiny")(lambda: _tiny())
-register_preset(DiffusionRunConfig, "tiny-v2w")(lambda: _tiny(v2w=Video2WorldConfig(enabled=True)))
-for _name in ("cosmos-1.0-7b", "cosmos-1.0-14b"):
-    def _paper(n=_name) -> DiffusionRunConfig:
-        cfg = DiffusionRunConfig(model=get_preset(DiTConfig, n), tokenizer="", text=TextEncoderConfig("t5", "", 512))
-        cfg.train.optim.lr, cfg.train.optim.weight_decay, cfg.train.precision = 2.0 ** -15, 0.1, "bf16"
-        return cfg
-    register_preset(DiffusionRunConfig, _name)(_paper)
 
 
 @register_task
@@ -159,9 +110,22 @@ class DiffusionTask(Task):
             num_cond = condition_latent_frames(k, self.codec(x0.device).model.cfg.temporal_compression) if k else 0
             sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
+        held = self.held_prior(batch, k, x0) if num_cond and cfg.v2w.residual and \
+            cfg.v2w.residual_prior == "hold" else None
         losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,
-                       cp_group=env.cp_group if env is not None else None, **net_kw)
+                       cp_group=env.cp_group if env is not None else None, held=held, **net_kw)
         return losses.mean(), {"sigma_mean": float(sigma.mean())}
+
+    def held_prior(self, batch: dict, num_input_frames: int, x0: torch.Tensor) -> torch.Tensor:
+        """EDM-scale latents of the clips' first ``num_input_frames`` frames with the last held (the "hold"
+        residual prior): precomputed (``prior<k>``), or encoded from the batch's video."""
+        codec = self.codec(x0.device)
+        if f"prior{num_input_frames}" in batch:
+            return codec.normalize(batch[f"prior{num_input_frames}"].to(x0.device))
+        if "video" in batch:
+            return codec.encode(hold_last_frame(batch["video"], num_input_frames))
+        raise ConfigError(f"v2w.residual_prior=hold: the precomputed latents have no prior{num_input_frames} "
+                          f"(precompute them with --priors {num_input_frames}, or set v2w.residual_prior=last)")
 
     def caption_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The captions' text-encoder states: those the curator stored in the shards when they come from

@@ -151,6 +151,7 @@ def adopt_base(cfg: PosttrainRunConfig) -> None:
         _, base = load_world_model(cfg.base)
         cfg.model, cfg.edm, cfg.tokenizer, cfg.text = base.model, base.edm, base.tokenizer, base.text
         cfg.v2w.residual, cfg.v2w.residual_sigma_data = base.v2w.residual, base.v2w.residual_sigma_data
+        cfg.v2w.residual_prior = base.v2w.residual_prior
 
 
 class PosttrainTask(DiffusionTask):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from openwfm import layouts
 from openwfm.files import save_safetensors
 from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, temporal_windows, tiled
 from openwfm.tokenizer.fsq import indices_to_codes
@@ -23,18 +24,24 @@ from openwfm.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, gib, parse_mem
 from openwfm.tokenizer.memory import Plan, piece_bytes, plan, weight_bytes
 from openwfm.tokenizer.model import Tokenizer, TokenizerError
 
-__all__ = ["MemoryBudgetError", "decode", "decode_frames", "encode", "encode_frames", "load_latent",
-           "load_tokenizer", "plan_for", "prepare", "prepare_frames", "save_latent"]
+__all__ = ["MemoryBudgetError", "decode", "decode_frames", "encode", "encode_frames", "load_diffusers",
+           "load_latent", "load_tokenizer", "plan_for", "prepare", "prepare_frames", "save_latent"]
 
 
 def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str = "cpu") -> Tokenizer:
-    """A tokenizer from a training run or checkpoint directory (EMA weights by default), or a shipped one
-    by name (``openwfm.tokenizer.pretrained.shipped()``), in eval mode."""
+    """A tokenizer from a training run or checkpoint directory (EMA weights by default), a shipped one by
+    name (``openwfm.tokenizer.pretrained.shipped()``), or a diffusers ``AutoencoderKLCosmos`` directory
+    (``save_pretrained``; its ``vae/`` inside a pipeline directory), in eval mode."""
     from openwfm.tokenizer.pretrained import find
     from openwfm.tokenizer.train import run_config_from_checkpoint
     from openwfm.train.checkpoint import load_weights
 
-    config, weights = load_weights(find(checkpoint), ema=ema)
+    path = find(checkpoint)
+    if layouts.diffusers_pipeline(path) and (path / "vae").is_dir():
+        path = path / "vae"
+    if layouts.diffusers_class(path):
+        return load_diffusers(path).to(device).eval()
+    config, weights = load_weights(path, ema=ema)
     cfg = run_config_from_checkpoint(config)
     model = Tokenizer(cfg.model)
     missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -42,6 +49,21 @@ def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str 
         raise TokenizerError(f"{checkpoint}: weights do not fit a {cfg.model.kind} tokenizer "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.to(device).eval()
+
+
+def load_diffusers(path: str | os.PathLike) -> Tokenizer:
+    """A diffusers ``AutoencoderKLCosmos`` directory as our tokenizer (same weights, renamed keys)."""
+    from openwfm.tokenizer.convert import config_from_diffusers, from_diffusers
+
+    name = layouts.diffusers_class(path)
+    if name != "AutoencoderKLCosmos":
+        raise TokenizerError(f"{path}: a diffusers {name or 'directory'}, not an AutoencoderKLCosmos tokenizer")
+    model = Tokenizer(config_from_diffusers(layouts.diffusers_config(path)))
+    missing, unexpected = model.load_state_dict(from_diffusers(layouts.diffusers_weights(path)), strict=False)
+    if missing or unexpected:
+        raise TokenizerError(f"{path}: weights do not fit its config (missing {missing[:3]}, unexpected "
+                             f"{unexpected[:3]})")
+    return model
 
 
 @torch.no_grad()
