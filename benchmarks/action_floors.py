@@ -23,7 +23,7 @@ from datetime import date
 import numpy as np
 import torch
 
-from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.metrics import masked_psnr, moving_region
 from openwfm.evaluate.physics import find_rollouts, load_rollout
 

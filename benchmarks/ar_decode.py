@@ -54,7 +54,7 @@ def part_cache(context: int, new: int, dim: int, layers: int) -> None:
 
 
 def part_medusa(run: str, tokens: str, clips: int, draft: int | None) -> None:
-    from openwfm.autoregressive.train import load_ar_model
+    from openwfm.hub import load_ar_model
     from openwfm.data import load_index
     from openwfm.diffusion.latents import LatentDataset
 

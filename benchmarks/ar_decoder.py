@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from openwfm.autoregressive.decoder import decode_tokens, load_decoder
+from openwfm.autoregressive.decoder import decode_tokens
+from openwfm.hub import load_decoder
 from openwfm.data import load_index
 from openwfm.data.buckets import fit_to_bucket
 from openwfm.data.shards import decode_video, read_sample

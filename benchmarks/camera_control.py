@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.geometry import sampson_error
 from openwfm.posttrain.camera import scale_intrinsics
-from openwfm.posttrain.train import clip_rays
+from openwfm.posttrain.conditions import clip_rays
 from openwfm.video import read_video
 
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.diffusion.guidance import sample_latents
 from openwfm.evaluate.metrics import psnr
 

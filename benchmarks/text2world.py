@@ -24,7 +24,7 @@ from datetime import date
 import numpy as np
 import torch
 
-from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.masks import ColorMaskConfig, fit_color_model, label_pixels
 from openwfm.evaluate.physics import find_rollouts, load_rollout
 

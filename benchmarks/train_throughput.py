@@ -43,7 +43,7 @@ def _rank(rank: int, world: int, threads: int, overrides: list[str], steps: int,
     from openwfm.config import make_config
     from openwfm.train.loop import Trainer
     from openwfm.train.metrics import read_metrics
-    from openwfm.train.toy import ToyRunConfig, ToyTask
+    from openwfm.tasks.toy import ToyRunConfig, ToyTask
 
     cp = 2 if any("context_parallel=2" in o for o in overrides) else 1
     per_rank_batch = batch * cp // world  # context-parallel ranks share a batch

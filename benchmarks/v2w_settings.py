@@ -20,7 +20,7 @@ from datetime import date
 import numpy as np
 import torch
 
-from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics, find_rollouts
 
 # (sampler, steps, guidance, sigma_max): sigma_max 80 is Cosmos's; a residual model's data are ~0.25 in scale

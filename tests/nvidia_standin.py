@@ -1,4 +1,5 @@
-"""Stand-ins for NVIDIA's released Cosmos tokenizer files, built around a tiny openwfm tokenizer's tensors.
+"""Stand-ins for NVIDIA's released Cosmos tokenizer files, built around a tiny openwfm tokenizer's tensors and
+run by diffusers' ``AutoencoderKLCosmos`` code (not openwfm's), so reading them back checks numbers, not only names.
 
 The module tree follows NVIDIA's constructors (github.com/NVIDIA/Cosmos-Tokenizer,
 cosmos_tokenizer/modules/layers3d.py: EncoderFactorized / DecoderFactorized, CausalConv3d's .conv3d,
@@ -150,39 +151,84 @@ def _decoder(tok: Tokenizer) -> nn.Module:
     return m
 
 
+def _diffusers_twin(tok: Tokenizer) -> nn.Module:
+    """diffusers' ``AutoencoderKLCosmos`` holding ``tok``'s encoder and decoder weights: the stand-ins compute
+    with diffusers' code, not openwfm's, so a test that compares them with openwfm checks the numbers too."""
+    import dataclasses
+
+    import diffusers
+
+    from openwfm.tokenizer import config_to_diffusers, to_diffusers
+
+    cfg = dataclasses.replace(tok.cfg, discrete=False, latent_channels=tok.cfg.z_channels, levels=[])
+    twin = diffusers.AutoencoderKLCosmos(**config_to_diffusers(cfg)).eval().requires_grad_(False)
+    state = to_diffusers({k: v for k, v in tok.state_dict().items() if k.startswith(("encoder.", "decoder."))})
+    missing, unexpected = twin.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith(("quant_conv", "post_quant_conv")) for k in missing), missing
+    return twin
+
+
+def _fsq_bound(z: torch.Tensor, levels: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """FSQ (Mentzer et al. 2023, sec. 3) as NVIDIA's FSQuantizer writes it, on the last axis."""
+    half_l = (levels - 1) * (1 + eps) / 2
+    offset = torch.where(levels % 2 == 0, torch.full_like(half_l, 0.5), torch.zeros_like(half_l))
+    return torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset
+
+
+def _basis(levels: torch.Tensor) -> torch.Tensor:
+    return torch.cumprod(torch.cat([torch.ones_like(levels[:1]), levels[:-1]]), 0)
+
+
 class _EncoderJit(nn.Module):
-    """encoder_jit(): encoder, quant_conv, then distribution (continuous) or quantizer (FSQ)."""
+    """encoder_jit(): encoder, quant_conv, then distribution (continuous) or quantizer (FSQ); run by diffusers'
+    encoder and a 1x1x1 convolution with the same tensors, and an FSQ written from the paper."""
 
     def __init__(self, tok: Tokenizer):
         super().__init__()
         self.encoder, self.quant_conv = _encoder(tok), _conv(tok.quant_conv)
+        self.discrete = tok.cfg.discrete
         if tok.cfg.discrete:
             self.quantizer = _quantizer(tok.cfg.levels)
+            self.levels = [float(v) for v in tok.cfg.levels]
         else:
             self.distribution = nn.Module()
-        self.tok = [tok]  # a plain list: its own parameter names stay out of the state dict
+        self.twin = [_diffusers_twin(tok)]  # a plain list: its own parameter names stay out of the state dict
 
     def forward(self, x: torch.Tensor):
-        if self.tok[0].cfg.discrete:
-            indices, codes = self.tok[0].encode(x)
-            return indices.int(), codes, codes.new_zeros(1)
-        z = self.tok[0].encode(x)
-        return z, (z.new_zeros(1), z.new_zeros(1))
+        conv = self.quant_conv.conv3d
+        z = torch.nn.functional.conv3d(self.twin[0].encoder(x), conv.weight, conv.bias)
+        if not self.discrete:
+            return z, (z.new_zeros(1), z.new_zeros(1))
+        levels = torch.tensor(self.levels)
+        half = torch.div(levels, 2, rounding_mode="floor")
+        codes = (_fsq_bound(z.movedim(1, -1), levels).round() / half)
+        indices = ((codes * half + half).round() * _basis(levels)).sum(-1)
+        return indices.int(), codes.movedim(-1, 1), z.new_zeros(1)
 
 
 class _DecoderJit(nn.Module):
-    """decoder_jit(): [inv_quant,] post_quant_conv, decoder."""
+    """decoder_jit(): [inv_quant,] post_quant_conv, decoder; run by diffusers' decoder (and the paper's FSQ
+    index -> code map)."""
 
     def __init__(self, tok: Tokenizer):
         super().__init__()
+        self.discrete = tok.cfg.discrete
         if tok.cfg.discrete:
             self.inv_quant = nn.Module()
             self.inv_quant.quantizer = _quantizer(tok.cfg.levels)
+            self.levels = [float(v) for v in tok.cfg.levels]
         self.post_quant_conv, self.decoder = _conv(tok.post_quant_conv), _decoder(tok)
-        self.tok = [tok]
+        self.twin = [_diffusers_twin(tok)]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.tok[0].decode(z)
+        if self.discrete:  # indices (B, T', H', W') -> codes (B, D, T', H', W')
+            levels = torch.tensor(self.levels)
+            half = torch.div(levels, 2, rounding_mode="floor")
+            digits = torch.remainder(torch.div(z.double().unsqueeze(-1), _basis(levels).double(),
+                                               rounding_mode="floor"), levels.double())
+            z = ((digits - half.double()) / half.double()).float().movedim(-1, 1)
+        conv = self.post_quant_conv.conv3d
+        return self.twin[0].decoder(torch.nn.functional.conv3d(z, conv.weight, conv.bias))
 
 
 def save_traced(tok: Tokenizer, directory: Path, x: torch.Tensor) -> None:

@@ -159,7 +159,8 @@ def test_ar_trains_on_precomputed_tokens_and_generates(tmp_path):
 
     from conftest import moving_frames
 
-    from openwfm.autoregressive.train import ARRunConfig, ARTask, load_ar_model
+    from openwfm.hub import load_ar_model
+    from openwfm.tasks.autoregressive import ARRunConfig, ARTask
     from openwfm.config import ConfigError, make_config
     from openwfm.data import load_index, pack_samples
     from openwfm.diffusion.latents import precompute
@@ -194,7 +195,7 @@ def test_ar_trains_on_precomputed_tokens_and_generates(tmp_path):
     with pytest.raises(ConfigError, match="discrete tokenizer"):
         run(["tokenizer=cv4x8x8-s"], tmp_path / "run2")
 
-    from openwfm.autoregressive.pipeline import ARPipeline
+    from openwfm.pipelines.autoregressive import ARPipeline
 
     pipe = ARPipeline(model, cfg)
     frames = moving_frames(9, 32, 32, seed=5)
@@ -241,7 +242,10 @@ def test_diffusion_decoder_trains_and_decodes_long_token_videos_in_chunks(tmp_pa
 
     from conftest import moving_frames
 
-    from openwfm.autoregressive.decoder import DecoderRunConfig, DecoderTask, decode_tokens, load_decoder
+    from openwfm.autoregressive.config import DecoderRunConfig
+    from openwfm.autoregressive.decoder import decode_tokens
+    from openwfm.hub import load_decoder
+    from openwfm.tasks.ar_decoder import DecoderTask
     from openwfm.config import make_config
     from openwfm.data import pack_samples
     from openwfm.diffusion.codec import LatentCodec
@@ -268,7 +272,8 @@ def test_diffusion_decoder_trains_and_decodes_long_token_videos_in_chunks(tmp_pa
 
 
 def test_medusa_heads_train_on_a_frozen_base_and_yarn_runs_past_the_trained_length():
-    from openwfm.autoregressive.train import ARWorldModel, MedusaConfig
+    from openwfm.autoregressive.config import MedusaConfig
+    from openwfm.autoregressive.world import ARWorldModel
 
     torch.manual_seed(0)
     cfg = get_preset(ARConfig, "tiny")
@@ -288,10 +293,10 @@ def test_medusa_heads_train_on_a_frozen_base_and_yarn_runs_past_the_trained_leng
 
 
 def test_action_conditioned_ar_starts_as_its_base_and_trains_on_push_rollouts(tmp_path):
-    from openwfm.autoregressive.train import ARRunConfig, ARTask
+    from openwfm.tasks.autoregressive import ARRunConfig, ARTask
     from openwfm.config import make_config
     from openwfm.data import pack_sim_dir
-    from openwfm.posttrain.train import latent_frame_actions
+    from openwfm.posttrain.conditions import latent_frame_actions
     from openwfm.sim import SimConfig, generate as simulate_many
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
@@ -326,8 +331,8 @@ def test_action_conditioned_ar_starts_as_its_base_and_trains_on_push_rollouts(tm
 
     from conftest import moving_frames
 
-    from openwfm.autoregressive.pipeline import ARPipeline
-    from openwfm.autoregressive.train import load_ar_model
+    from openwfm.pipelines.autoregressive import ARPipeline
+    from openwfm.hub import load_ar_model
 
     pipe = ARPipeline(*load_ar_model(tmp_path / "run"))
     frames = moving_frames(1, 32, 32)

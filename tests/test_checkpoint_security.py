@@ -20,9 +20,9 @@ from openwfm.config import make_config
 from openwfm.errors import OpenWFMError
 from openwfm.train import checkpoint as ckpt
 from openwfm.train.loop import Trainer
-from openwfm.train import safe_dcp
-from openwfm.train.safe_dcp import SafeReader, UnsafeFileError, read_metadata, read_part
-from openwfm.train.toy import ToyRunConfig, ToyTask
+from openwfm import safe_dcp
+from openwfm.safe_dcp import SafeReader, UnsafeFileError, read_metadata, read_part
+from openwfm.tasks.toy import ToyRunConfig, ToyTask
 
 
 class Payload:
@@ -151,7 +151,7 @@ def test_json_fields_naming_classes_run_nothing(tmp_path):
     (step / "config.json").write_text(json.dumps(config))
     (step / "trainer.json").write_text(json.dumps({"step": 2, "sharded": {"__reduce__": "os.system"}}))
     _reindex(step)
-    from openwfm.diffusion.pipeline import load_world_model
+    from openwfm.hub import load_world_model
 
     with pytest.raises(OpenWFMError):
         load_world_model(str(step))

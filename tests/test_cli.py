@@ -81,7 +81,7 @@ def test_resume_restores_the_saved_configuration(tmp_path):
 
 def test_help_lists_every_training_task_and_global_flags_go_anywhere(tmp_path):
     from openwfm.cli.training import TASKS_HELP
-    from openwfm.train.task import task_names
+    from openwfm.tasks import task_names
 
     assert all(name in TASKS_HELP for name in task_names())
     r = runner.invoke(app, ["train", "--help"])

@@ -161,7 +161,7 @@ def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):
 
     from openwfm.data import DataConfig
     from openwfm.data.dataset import ClipDataset, collate
-    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+    from openwfm.tasks.diffusion import DiffusionRunConfig, DiffusionTask
 
     ds = ClipDataset(load_index(tmp_path / "c1/shards"), DataConfig(resolution=64, num_frames=9, batch_size=2))
     batch = collate([ds[0], ds[1]])

@@ -53,8 +53,8 @@ def test_recipe_runs_every_step_and_resumes(recipe):
 def test_warm_start_takes_the_weights_and_refuses_another_network(recipe, tmp_path):
     out, report = recipe
     from openwfm.config import ConfigError
-    from openwfm.diffusion.pipeline import load_world_model
-    from openwfm.diffusion.train import DiffusionTask
+    from openwfm.hub import load_world_model
+    from openwfm.tasks.diffusion import DiffusionTask
 
     start, cfg = load_world_model(report["exports"]["default-v2w"])
     task = DiffusionTask(replace(cfg, init=report["exports"]["default-v2w"]))
@@ -75,7 +75,7 @@ def test_warm_start_takes_the_weights_and_refuses_another_network(recipe, tmp_pa
 
 def test_exported_model_generates_from_its_directory(recipe, tmp_path):
     out, report = recipe
-    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
     pipe = WorldPipeline.from_run(report["exports"]["default-v2w"])
     assert pipe.cfg.v2w.input_frame_choices == [0, 1, 1, 9] and pipe.cfg.v2w.residual  # 0: Text2World
@@ -112,7 +112,7 @@ def test_demo_writes_the_report(recipe, tmp_path):
 
 def test_input_frame_choices_are_checked():
     from openwfm.config import ConfigError, make_config
-    from openwfm.diffusion.train import DiffusionRunConfig
+    from openwfm.tasks.diffusion import DiffusionRunConfig
 
     with pytest.raises(ConfigError, match="17 input frames leave nothing to predict"):
         make_config(DiffusionRunConfig, preset="tiny-v2w", overrides=["v2w.input_frame_choices=[1,17]"]).validate()
@@ -143,7 +143,7 @@ def test_public_api_and_the_cli_give_the_same_video(tmp_path, monkeypatch):
     """``WorldPipeline.from_pretrained(...)(video=..., prompt=...)`` and ``wfm generate video2world`` fit the
     input the same way and return the same frames: the CLI is a thin layer over the API."""
     from openwfm import WorldPipeline
-    from openwfm.diffusion.pipeline import GenerateConfig
+    from openwfm.pipelines.world import GenerateConfig
     from openwfm.video import read_video, write_video
 
     x = np.zeros((13, 96, 128, 3), np.uint8)
@@ -187,7 +187,7 @@ def test_generate_text2world_without_checkpoint_uses_the_shipped_default(tmp_pat
 
 
 def test_progress_hook_counts_denoiser_evaluations():
-    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
     pipe = WorldPipeline.from_pretrained(pretrained.DEFAULT_V2W)
     seen = []

@@ -160,7 +160,7 @@ def test_diffusion_task_trains_through_the_trainer(tmp_path, preset):
     from conftest import moving_frames
 
     from openwfm.config import make_config
-    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+    from openwfm.tasks.diffusion import DiffusionRunConfig, DiffusionTask
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
     from openwfm.train.loop import Trainer
@@ -207,8 +207,8 @@ def test_pipeline_text2world_and_video2world(tmp_path):
     from conftest import moving_frames
 
     from openwfm.config import make_config
-    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
-    from openwfm.diffusion.train import DiffusionRunConfig
+    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
+    from openwfm.tasks.diffusion import DiffusionRunConfig
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
 
@@ -241,7 +241,7 @@ def test_precomputed_latents_train_and_refuse_another_tokenizer(tmp_path):
     from openwfm.config import ConfigError, make_config
     from openwfm.data import load_index, pack_samples
     from openwfm.diffusion.latents import precompute
-    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
+    from openwfm.tasks.diffusion import DiffusionRunConfig, DiffusionTask
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
     from openwfm.train.loop import Trainer

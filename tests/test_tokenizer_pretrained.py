@@ -28,7 +28,9 @@ def test_export_round_trip_and_lookup(tmp_path):
     model = Tokenizer(get_preset(TokenizerConfig, "tiny-CV4x8x8")).eval()
     clips = [to_tensor(moving_frames(9, 32, 32, seed=s))[None] for s in range(2)]
     out = export(model, {"data": {"resolution": 32}}, tmp_path / "tok", {"steps": 7, "recipe": "none"}, clips)
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.json", "index.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.json", "index.json", "model.json",
+                                                    "model.safetensors"]
+    assert json.loads((out / "model.json").read_text())["kind"] == "tokenizer"
     assert read_card(out) == {"kind": "CV4x8x8", "steps": 7, "recipe": "none"}
     loaded = api.load_tokenizer(out)
     x = clips[0]

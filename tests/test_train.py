@@ -24,7 +24,7 @@ from openwfm.train.ema import EMA, ema_beta, gamma_from_sigma_rel, sigma_rel_fro
 from openwfm.train.loop import Trainer, TrainingError, TrainingInterrupted
 from openwfm.train.metrics import plot_run, read_metrics
 from openwfm.train.optim import build_optimizer, lr_at, set_lr
-from openwfm.train.toy import ToyRunConfig, ToyTask
+from openwfm.tasks.toy import ToyRunConfig, ToyTask
 
 
 def tiny(*overrides: str) -> ToyRunConfig:
@@ -196,7 +196,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from openwfm.config import make_config
     from openwfm.train.loop import Trainer
-    from openwfm.train.toy import ToyRunConfig, ToyTask
+    from openwfm.tasks.toy import ToyRunConfig, ToyTask
 
     cfg = make_config(ToyRunConfig, "tiny", overrides=["train.steps=4"])
     trainer = Trainer(ToyTask(cfg), sys.argv[1], progress=False)

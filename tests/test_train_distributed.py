@@ -16,7 +16,7 @@ from openwfm.train.config import DistConfig
 from openwfm.train.distributed import init_distributed, wrap_model
 from openwfm.train.loop import Trainer
 from openwfm.train.metrics import read_metrics
-from openwfm.train.toy import MovingSquares, ToyRunConfig, ToyTask, _collate
+from openwfm.tasks.toy import MovingSquares, ToyRunConfig, ToyTask, _collate
 
 pytestmark = pytest.mark.distributed
 BATCH = 4

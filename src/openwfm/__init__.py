@@ -9,7 +9,7 @@ __all__ = ["OpenWFMError", "WorldPipeline", "__version__"]
 def __getattr__(name: str):
     """The public pipeline, imported on first use (``import openwfm`` stays light)."""
     if name == "WorldPipeline":
-        from openwfm.diffusion.pipeline import WorldPipeline
+        from openwfm.pipelines.world import WorldPipeline
 
         return WorldPipeline
     raise AttributeError(f"module 'openwfm' has no attribute {name!r}")

@@ -168,7 +168,7 @@ def _plots(out: Path, curves: dict, summaries: dict) -> list[str]:
 
 def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress | None = None) -> dict:
     from openwfm.diffusion import pretrained
-    from openwfm.diffusion.pipeline import WorldPipeline
+    from openwfm.pipelines.world import WorldPipeline
     from openwfm.evaluate.physics import (BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics,
                                           load_rollout)
     from openwfm.evaluate.metrics import EvalError
@@ -188,7 +188,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: Progress 
     if not scenes:
         raise EvalError(f"{out / 'curated'}: the curator kept none of the demo scenes ({curation['dropped']})")
     t = time.perf_counter()
-    from openwfm.diffusion.pipeline import GenerateConfig
+    from openwfm.pipelines.world import GenerateConfig
 
     default = GenerateConfig()
     gen = dict(steps=cfg.steps or default.steps, sampler=cfg.sampler or default.sampler,

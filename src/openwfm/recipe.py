@@ -75,7 +75,7 @@ class RecipeConfig:
 def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, quiet: bool) -> Path:
     from openwfm.config import make_config
     from openwfm.train.loop import Trainer
-    from openwfm.train.task import get_task
+    from openwfm.tasks import get_task
 
     task_cls = get_task(task)
     cfg = make_config(task_cls.config_cls, preset=preset, overrides=overrides)
@@ -266,7 +266,7 @@ def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, 
     from openwfm.data.dataset import ClipDataset
     from openwfm.tokenizer import pretrained as tok
     from openwfm.tokenizer.api import load_tokenizer
-    from openwfm.train.checkpoint import load_weights, resolve
+    from openwfm.weights import load_weights, resolve
 
     ckpt = resolve(run)
     config, _ = load_weights(ckpt)

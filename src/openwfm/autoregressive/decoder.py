@@ -13,22 +13,14 @@ that overlap; decoded pixel chunks are blended linearly over the overlap (``blen
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openwfm.config import get_preset, register_preset
-from openwfm.data import DataConfig
 from openwfm.diffusion.dit import DiTConfig
 from openwfm.diffusion.edm import EDMConfig
 from openwfm.diffusion.model import WorldModel
-from openwfm.diffusion.train import DiffusionRunConfig, DiffusionTask
-from openwfm.train.distributed import DistEnv
-from openwfm.train.task import register_task
 
 
 class DecoderModel(WorldModel):
@@ -45,54 +37,6 @@ class DecoderModel(WorldModel):
         """(B, T', H', W') indices -> (B, token_dim, *grid) features on the continuous latent grid."""
         f = self.token_embed(tokens).movedim(-1, 1)
         return f if tuple(f.shape[2:]) == tuple(grid) else F.interpolate(f, size=grid, mode="trilinear")
-
-
-@dataclass
-class DecoderRunConfig(DiffusionRunConfig):
-    dv_tokenizer: str = "dv4x8x8-s"  # the discrete tokenizer whose tokens are decoded
-    token_dim: int = 32
-    vocab_size: int = 64000
-    data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
-
-
-def _tiny() -> DecoderRunConfig:
-    cfg = DecoderRunConfig(model=get_preset(DiTConfig, "tiny"))
-    cfg.train.optim.lr, cfg.train.optim.warmup_steps, cfg.train.optim.weight_decay = 3e-4, 100, 0.0
-    cfg.train.ema.kind, cfg.train.checkpoint.every = "power", 500
-    return cfg
-
-
-register_preset(DecoderRunConfig, "tiny")(_tiny)
-
-
-@register_task
-class DecoderTask(DiffusionTask):
-    """Training pairs made on the fly: the same clip through the DV and the continuous tokenizer."""
-
-    name = "ar-decoder"
-    config_cls = DecoderRunConfig
-
-    def build_model(self) -> nn.Module:
-        cfg = self.cfg
-        return DecoderModel(cfg.model, cfg.edm, cfg.vocab_size, cfg.token_dim)
-
-    def discrete(self, device):
-        if getattr(self, "_dv", None) is None:
-            from openwfm.config import ConfigError
-            from openwfm.tokenizer.api import load_tokenizer
-
-            self._dv = load_tokenizer(self.cfg.dv_tokenizer, device=str(device))
-            if not self._dv.cfg.discrete:
-                raise ConfigError(f"dv_tokenizer={self.cfg.dv_tokenizer} is not a discrete tokenizer")
-        return self._dv
-
-    def loss(self, model, batch: dict, env: DistEnv):
-        video = batch["video"]
-        x0 = self.codec(video.device).encode(video)
-        with torch.no_grad():
-            tokens = self.discrete(video.device).encode(video)[0]
-        net = getattr(model, "module", model)  # under DDP the model is wrapped
-        return self.diffusion_loss(model, batch, x0, env, extra=net.token_features(tokens, tuple(x0.shape[2:])))
 
 
 def blend_chunks(chunks: list[np.ndarray], starts: list[int], total: int) -> np.ndarray:
@@ -137,9 +81,3 @@ def decode_tokens(model: DecoderModel, codec, tokens: torch.Tensor, text: torch.
         pixel_starts.append(a * tc)
     total = 1 + (t_lat - 1) * tc
     return blend_chunks(pieces, pixel_starts, total)
-
-
-def load_decoder(run: str | os.PathLike, ema: bool = True) -> tuple[DecoderModel, DecoderRunConfig]:
-    from openwfm.train.task import load_trained
-
-    return load_trained(run, ("ar-decoder",), "an autoregressive diffusion decoder", ema)

@@ -39,7 +39,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and
 
 def _configs() -> dict:
     from openwfm.sim.config import SimConfig
-    from openwfm.train.task import get_task, task_names
+    from openwfm.tasks import get_task, task_names
 
     return {"sim": SimConfig, **{f"train-{n}": get_task(n).config_cls for n in task_names()}}
 

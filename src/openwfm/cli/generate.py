@@ -20,7 +20,7 @@ app.add_typer(gen_app, name="generate")
 def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0, max_memory="4GiB"):
     """A GenerateConfig from the options; steps / guidance / sampler left unset keep its defaults (the
     settings validated for the shipped model, shared with WorldPipeline.__call__)."""
-    from openwfm.diffusion.pipeline import GenerateConfig
+    from openwfm.pipelines.world import GenerateConfig
 
     h, w = _parse_size(size) if size else (0, 0)
     set_ = {k: v for k, v in dict(steps=steps, guidance=guidance, sampler=sampler).items() if v is not None}
@@ -64,7 +64,7 @@ def generate_text2world(prompt: str = typer.Option(..., "--prompt", "-p"), dst: 
                         guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
                         upsampler: Optional[Path] = _UPSAMPLER) -> None:
     """Text2World: a video from a prompt (between the prompt and video guards; optionally upsampled)."""
-    from openwfm.diffusion.pipeline import WorldPipeline
+    from openwfm.pipelines.world import WorldPipeline
     from openwfm.video import check_output, write_video
 
     check_output(dst)
@@ -95,7 +95,7 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          upsampler: Optional[Path] = _UPSAMPLER) -> None:
     """Video2World: continue a video (optionally steered by a prompt, a camera path or robot actions),
     between the prompt and video guards."""
-    from openwfm.diffusion.pipeline import WorldPipeline
+    from openwfm.pipelines.world import WorldPipeline
     from openwfm.video import check_output, read_video, write_video
 
     check_output(dst)
@@ -140,8 +140,9 @@ def generate_multiview(src: Path = typer.Option(..., "--input", "-i", help="Tile
     import json as _json
 
     from openwfm.data.buckets import bucket_sizes, fit_to_bucket, nearest_bucket
-    from openwfm.diffusion.pipeline import WorldPipeline
-    from openwfm.posttrain.train import MultiviewRunConfig, trajectory_vector, view_maps
+    from openwfm.pipelines.world import WorldPipeline
+    from openwfm.posttrain.conditions import trajectory_vector, view_maps
+    from openwfm.posttrain.config import MultiviewRunConfig
     from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
     from openwfm.video import read_video, write_video
 
@@ -173,7 +174,7 @@ def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actio
     """Network inputs of a post-trained model for one clip: camera rays and / or robot actions from the files."""
     import json as _json
 
-    from openwfm.posttrain.train import CameraRunConfig, MultiviewRunConfig
+    from openwfm.posttrain.config import CameraRunConfig, MultiviewRunConfig
 
     if isinstance(pipe.cfg, MultiviewRunConfig):
         raise typer.BadParameter("a multi-view model: generate with `wfm generate multiview`")
@@ -220,7 +221,7 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
     (--decoder) or the DV tokenizer (--no-diffusion-decoder)."""
     import numpy as np
 
-    from openwfm.autoregressive.pipeline import ARPipeline
+    from openwfm.pipelines.autoregressive import ARPipeline
     from openwfm.autoregressive.sampling import SamplingConfig
     from openwfm.data.buckets import bucket_sizes, fit_to_bucket, nearest_bucket
     from openwfm.video import read_video, write_video

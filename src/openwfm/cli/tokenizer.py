@@ -181,7 +181,7 @@ def tokenizer_export(run: Path = typer.Argument(..., help="Tokenizer run or chec
     """Export a run's EMA weights as a small self-contained tokenizer (config, weights, card, index)."""
     from openwfm.data import DataConfig, make_loader
     from openwfm.tokenizer.pretrained import export
-    from openwfm.train.checkpoint import resolve
+    from openwfm.weights import resolve
 
     ckpt = resolve(run)
     model = _load_tok(ckpt)

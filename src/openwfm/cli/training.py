@@ -42,7 +42,7 @@ def train(task: str = typer.Argument(..., help=TASKS_HELP),
     With --resume the run's saved configuration is restored and the overrides apply on top of it."""
     from openwfm.train.loop import Trainer, TrainingInterrupted
     from openwfm.train.runconfig import resume_config
-    from openwfm.train.task import get_task
+    from openwfm.tasks import get_task
 
     task_cls = get_task(task)
     extra = [f"train.seed={seed}"] if seed is not None else []
@@ -225,6 +225,25 @@ def ckpt_convert(path: Path = typer.Argument(..., help="A sharded (FSDP2/DCP) ch
 
     for f in ckpt.consolidate(path, dst):
         out.print(f"wrote {f}")
+
+
+@app.command("convert")
+def convert(src: str = typer.Argument(..., help="A diffusers model or pipeline directory, an NVIDIA tokenizer folder (.jit), or (--to diffusers) an openwfm model: shipped name or path."),
+            dst: Path = typer.Option(..., "--out", "-o", help="Directory to write."),
+            to: str = typer.Option("openwfm", "--to", help="openwfm (our export format) or diffusers (save_pretrained layout)."),
+            trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Allow NVIDIA .jit files (TorchScript: code that torch.jit.load deserializes)."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists.")) -> None:
+    """Convert model weights between layouts: diffusers / NVIDIA -> openwfm exports, openwfm -> diffusers
+    (docs/hub.md). A converted pipeline's tokenizer is written beside it (DST-tokenizer)."""
+    from openwfm import convert as conv
+
+    if to not in ("openwfm", "diffusers"):
+        raise typer.BadParameter(f"{to!r}: openwfm or diffusers", param_hint="--to")
+    if to == "openwfm":
+        written = conv.to_openwfm(src, dst, trust_torchscript=trust_torchscript, overwrite=overwrite)
+    else:
+        written = conv.to_diffusers(src, dst, overwrite=overwrite)
+    out.print(f"wrote {written}")
 
 
 recipe_app = typer.Typer(help="Training recipes: one command from nothing to shippable models.", no_args_is_help=True)

@@ -11,7 +11,7 @@ from openwfm.diffusion.dit import DiTConfig
 from openwfm.diffusion.edm import EDMConfig
 from openwfm.diffusion.model import Video2WorldConfig
 from openwfm.text.encoder import TextEncoderConfig
-from openwfm.train.config import TrainConfig
+from openwfm.training_config import TrainConfig
 
 
 @dataclass

@@ -171,15 +171,15 @@ class WorldModelPredictor:
     extra input from the rollout: camera rays from ``meta.camera``, robot actions from ``meta.actions``
     (an action model's blind control variant gets zeros when a rollout has no actions)."""
 
-    pipe: object  # openwfm.diffusion.pipeline.WorldPipeline
-    generate: object  # openwfm.diffusion.pipeline.GenerateConfig
+    pipe: object  # openwfm.pipelines.world.WorldPipeline
+    generate: object  # openwfm.pipelines.world.GenerateConfig
     prompt: str = "caption"
     name: str = "world_model"
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, device: str = "cpu", prompt: str = "caption", **generate):
         """Load a run or checkpoint; ``generate``: GenerateConfig fields (steps, guidance, seed, ...)."""
-        from openwfm.diffusion.pipeline import WorldPipeline
+        from openwfm.pipelines.world import WorldPipeline
 
         try:
             pipe = WorldPipeline.from_run(run, device=device)
@@ -190,8 +190,8 @@ class WorldModelPredictor:
     @classmethod
     def of(cls, pipe, source: str = "world_model", prompt: str = "caption", **generate):
         """Wrap a loaded pipeline after checking that it is a single-camera Video2World model."""
-        from openwfm.diffusion.pipeline import GenerateConfig
-        from openwfm.posttrain.train import MultiviewRunConfig
+        from openwfm.pipelines.world import GenerateConfig
+        from openwfm.posttrain.config import MultiviewRunConfig
 
         if not pipe.model.net.cfg.condition_mask:
             raise EvalError(f"{source}: not a Video2World model (trained without v2w.enabled): the evaluation "

@@ -23,6 +23,7 @@ from openwfm.tokenizer.fsq import indices_to_codes
 from openwfm.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, gib, parse_memory, process_bytes
 from openwfm.tokenizer.memory import Plan, piece_bytes, plan, weight_bytes
 from openwfm.tokenizer.model import Tokenizer, TokenizerError
+from openwfm.tokenizer.presets import TokenizerConfig
 
 __all__ = ["MemoryBudgetError", "decode", "decode_frames", "encode", "encode_frames", "load_diffusers",
            "load_latent", "load_tokenizer", "plan_for", "prepare", "prepare_frames", "save_latent"]
@@ -33,8 +34,8 @@ def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str 
     name (``openwfm.tokenizer.pretrained.shipped()``), or a diffusers ``AutoencoderKLCosmos`` directory
     (``save_pretrained``; its ``vae/`` inside a pipeline directory), in eval mode."""
     from openwfm.tokenizer.pretrained import find
-    from openwfm.tokenizer.train import run_config_from_checkpoint
-    from openwfm.train.checkpoint import load_weights
+    from openwfm.tokenizer.config import run_config_from_checkpoint
+    from openwfm.weights import load_weights
 
     path = find(checkpoint)
     if layouts.diffusers_pipeline(path) and (path / "vae").is_dir():
@@ -49,6 +50,23 @@ def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str 
         raise TokenizerError(f"{checkpoint}: weights do not fit a {cfg.model.kind} tokenizer "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.to(device).eval()
+
+
+def tokenizer_config(checkpoint: str | os.PathLike) -> TokenizerConfig:
+    """The architecture of a tokenizer (run, checkpoint, shipped name or diffusers directory), read from its
+    config without loading the weights."""
+    from openwfm.tokenizer.config import run_config_from_checkpoint
+    from openwfm.tokenizer.convert import config_from_diffusers
+    from openwfm.tokenizer.pretrained import find
+
+    path = find(checkpoint)
+    if layouts.diffusers_pipeline(path) and (path / "vae").is_dir():
+        path = path / "vae"
+    if layouts.diffusers_class(path):
+        return config_from_diffusers(layouts.diffusers_config(path))
+    from openwfm.weights import resolve
+
+    return run_config_from_checkpoint(json.loads((resolve(path) / "config.json").read_text())).model
 
 
 def load_diffusers(path: str | os.PathLike) -> Tokenizer:

@@ -61,7 +61,7 @@ def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dic
     """Write ``model`` (its current weights) as an exported tokenizer: config.json (``config`` with the
     model's config and, given ``clips``, the latent statistics), model.safetensors, card.json, index.json.
     Written beside ``out_dir`` and renamed into place, so a failed export leaves nothing half done."""
-    from openwfm.train.checkpoint import publish_model
+    from openwfm.weights import publish_model
 
     out = Path(out_dir)
     if out.exists() and not overwrite:

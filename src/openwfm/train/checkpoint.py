@@ -18,7 +18,6 @@ the previous checkpoint, with a warning, when the newest is truncated or corrupt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,155 +28,19 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file
 
-from openwfm.errors import OpenWFMError
+from openwfm import safe_dcp
 from openwfm.files import save_safetensors
-from openwfm.train import safe_dcp
 from openwfm.train.distributed import DistEnv, barrier, gather_objects
-from openwfm.train.safe_dcp import METADATA, UnsafeFileError, read_metadata, read_part
+from openwfm.weights import (FORMAT, INDEX, MODEL_JSON, CheckpointError, allowed_file, fsync_file, latest_checkpoint, list_checkpoints,
+                             load_weights, model_info, publish_model, read_dcp_part, resolve, step_dir, verify,
+                             write_index)
+
+__all__ = ["FORMAT", "INDEX", "CheckpointError", "allowed_file", "consolidate", "latest_checkpoint", "list_checkpoints",
+           "load_checkpoint", "load_weights", "publish_model", "quarantine", "read_dcp_part", "resolve", "resume_point",
+           "save_checkpoint", "step_dir", "verify", "write_index"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-INDEX = "index.json"
-
-
-class CheckpointError(OpenWFMError):
-    """A checkpoint that cannot be written, verified or loaded; the message names it."""
-
-
-def step_dir(root: str | os.PathLike, step: int) -> Path:
-    return Path(root) / f"step-{step:08d}"
-
-
-def _step_of(path: Path) -> int | None:
-    name = path.name
-    if name.startswith("step-") and name[5:].isdigit():
-        return int(name[5:])
-    return None
-
-
-def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Finished checkpoint directories under ``root``, oldest first (not yet verified)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _step_of(p) is not None]
-    return sorted(found, key=_step_of)
-
-
-# ---------------------------------------------------------------------------------------------- files
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != INDEX)
-
-
-def publish_model(out: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, card: dict, step: int,
-                  metadata: dict[str, str] | None = None) -> Path:
-    """Write an exported (shippable) model directory: model.safetensors (fp32), config.json, card.json and an
-    index with checksums. Written into a sibling temp directory and renamed into place (replacing ``out``),
-    so a failed export leaves nothing half done."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_safetensors({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, str(tmp / "model.safetensors"),
-              metadata=metadata)
-    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
-    (tmp / "card.json").write_text(json.dumps(card, indent=1, default=str))
-    write_index(tmp, step)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
-
-
-def write_index(directory: Path, step: int, checksum: bool = True) -> None:
-    """fsync every file, record its size (and sha256), then write and fsync the index itself."""
-    entries = {}
-    for p in _files(directory):
-        _fsync(p)
-        entries[str(p.relative_to(directory))] = {"size": p.stat().st_size,
-                                                  "sha256": _sha256(p) if checksum else None}
-    tmp = directory / (INDEX + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, "step": step, "files": entries}, indent=1))
-    _fsync(tmp)
-    tmp.rename(directory / INDEX)
-    for d in sorted({p.parent for p in _files(directory)} | {directory}):
-        _fsync(d)
-
-
-def verify(directory: str | os.PathLike, checksum: bool = True) -> list[str]:
-    """Problems with a checkpoint directory; empty when it is complete and intact."""
-    directory = Path(directory)
-    index = directory / INDEX
-    if not index.is_file():
-        return [f"{directory}: no {INDEX} (the save did not finish)"]
-    try:
-        meta = json.loads(index.read_text())
-        files = meta["files"]
-    except (ValueError, KeyError) as e:
-        return [f"{index}: unreadable index ({e})"]
-    problems = []
-    for p in _files(directory):
-        rel = str(p.relative_to(directory))
-        if p.is_symlink():
-            problems.append(f"{p}: a symbolic link (checkpoints hold plain files only)")
-        elif not allowed_file(rel):
-            problems.append(f"{p}: not an allowed kind of file (safetensors, JSON, DCP shards and metadata)")
-        elif rel not in files:
-            problems.append(f"{p}: not in {INDEX}")
-    for rel, want in files.items():
-        p = directory / rel
-        if not p.is_file():
-            problems.append(f"{p}: missing")
-        elif p.stat().st_size != want["size"]:
-            problems.append(f"{p}: {p.stat().st_size} bytes, index says {want['size']} (truncated?)")
-        elif checksum and want.get("sha256") and _sha256(p) != want["sha256"]:
-            problems.append(f"{p}: sha256 mismatch (corrupted)")
-    for meta in sorted(directory.rglob("*" + METADATA)):
-        try:
-            read_metadata(meta)
-        except UnsafeFileError as e:
-            problems.append(str(e))
-    return problems
-
-
-def allowed_file(rel: str) -> bool:
-    """The kinds of file a checkpoint or export may hold, by path inside it: safetensors, JSON, and DCP's
-    metadata and shards under ``dcp/`` (read without arbitrary unpickling: ``safe_dcp``)."""
-    name, parts = Path(rel).name, Path(rel).parts
-    if name.endswith((".safetensors", ".json")):
-        return True
-    return len(parts) == 2 and parts[0] == "dcp" and (name == METADATA or name.endswith(".distcp"))
-
-
-def latest_checkpoint(root: str | os.PathLike, checksum: bool = True) -> Path | None:
-    """Newest checkpoint that verifies; broken ones are skipped with a warning naming the problem."""
-    for path in reversed(list_checkpoints(root)):
-        problems = verify(path, checksum)
-        if not problems:
-            return path
-        log.warning("skipping checkpoint %s: %s", path, "; ".join(problems[:3]))
-    return None
-
-
-# ------------------------------------------------------------------------------------- state dicts
 
 def _full(t: torch.Tensor) -> torch.Tensor:
     if hasattr(t, "full_tensor"):  # DTensor
@@ -275,11 +138,12 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
         state = dict(trainer_state, world_size=env.world_size, strategy=env.strategy, sharded=sharded)
         (tmp / "trainer.json").write_text(json.dumps(state, indent=1))
         (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+        (tmp / MODEL_JSON).write_text(json.dumps(model_info(config), indent=1, default=str))
         write_index(tmp, step, checksum)
         if final.exists():  # re-saving a step (after a resume): replace the old copy
             shutil.rmtree(final)
         tmp.rename(final)
-        _fsync(root)
+        fsync_file(root)
         _prune(root, keep_last)
     barrier(env)
     return final
@@ -381,18 +245,6 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
     return state
 
 
-def read_dcp_part(path: Path, part: str) -> dict[str, torch.Tensor] | None:
-    """Full tensors of one part (``model``, ``ema``) of a sharded checkpoint, read in one process without
-    a process group and without unpickling anything but DCP's metadata classes (``safe_dcp``); None when
-    the checkpoint has no such part."""
-    try:
-        return read_part(path / "dcp", part)
-    except UnsafeFileError:
-        raise
-    except Exception as e:  # noqa: BLE001 - DCP raises assorted errors for damaged shards
-        raise CheckpointError(f"{path}/dcp: cannot read the {part} state ({type(e).__name__}: {e})") from e
-
-
 def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
     """Turn a sharded (DCP) checkpoint into ``model.safetensors`` (+ ``ema.safetensors``), one process,
     no process group. Returns the files written (default: next to ``dcp/`` in the checkpoint)."""
@@ -413,43 +265,3 @@ def consolidate(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     return written
 
 
-def _flat(tree: dict, prefix: str) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, torch.Tensor):
-            out[prefix + k] = v
-    return out
-
-
-def resolve(path: str | os.PathLike) -> Path:
-    """A checkpoint directory from a checkpoint directory, a run directory (its newest good checkpoint)
-    or a run's ``checkpoints/`` directory."""
-    path = Path(path)
-    if (path / INDEX).is_file():
-        problems = verify(path)
-        if problems:
-            raise CheckpointError(f"{path}: " + "; ".join(problems[:3]))
-        return path
-    for root in (path / "checkpoints", path):
-        if root.is_dir() and list_checkpoints(root):
-            found = latest_checkpoint(root)
-            if found is None:
-                raise CheckpointError(f"{root}: no checkpoint passes verification")
-            return found
-    raise CheckpointError(f"{path}: not a checkpoint or a run directory with checkpoints")
-
-
-def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(run config, weights) of a checkpoint for inference: the EMA weights when present and ``ema``,
-    else the trained ones; sharded checkpoints are consolidated in memory."""
-    path = resolve(path)
-    config = json.loads((path / "config.json").read_text())
-    if (path / "dcp").is_dir():
-        tensors = (read_dcp_part(path, "ema") if ema else None) or read_dcp_part(path, "model")
-        if tensors is None:
-            raise CheckpointError(f"{path}/dcp: cannot read the model state")
-        return config, tensors
-    name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
-    return config, load_file(path / name)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from openwfm.train.config import DistConfig
+from openwfm.training_config import DistConfig
 from openwfm.errors import OpenWFMError
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from openwfm.train.config import EMAConfig
+from openwfm.training_config import EMAConfig
 
 
 def gamma_from_sigma_rel(sigma_rel: float) -> float:

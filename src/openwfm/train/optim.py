@@ -8,7 +8,7 @@ import torch
 
 from openwfm.config import ConfigError
 
-from openwfm.train.config import OptimConfig
+from openwfm.training_config import OptimConfig
 
 
 def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:

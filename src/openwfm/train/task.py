@@ -1,4 +1,5 @@
-"""What the trainer needs from a model family, and the registry ``wfm train TASK`` looks tasks up in.
+"""What the trainer needs from a model family (the Task interface), and the registry tasks enter with
+``register_task`` (``openwfm.tasks`` holds the built-in ones; the trainer imports no model package).
 
 A task owns its run config: a dataclass with fields ``model`` (the family's own config), ``data``
 (``openwfm.data.DataConfig``), ``stages`` (progressive ``StageConfig`` list) and ``train``
@@ -66,46 +67,6 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-def task_names() -> list[str]:
-    _load_builtin()
-    return sorted(_TASKS)
-
-
-def get_task(name: str) -> type[Task]:
-    _load_builtin()
-    if name not in _TASKS:
-        raise ConfigError(f"unknown training task '{name}'; tasks: {', '.join(sorted(_TASKS))}")
-    return _TASKS[name]
-
-
-def load_trained(run, tasks: tuple[str, ...], what: str, ema: bool = True) -> tuple[torch.nn.Module, Any]:
-    """A trained model (EMA weights by default) and its run config from a run or checkpoint directory whose
-    task is one of ``tasks``: the task rebuilds the model (extra inputs, adapters, heads in place), then
-    the saved weights fill it. A post-trained run's ``base`` is not reloaded: its own weights replace it."""
-    from openwfm.config import from_dict
-    from openwfm.train.checkpoint import CheckpointError, load_weights
-
-    config, weights = load_weights(run, ema=ema)
-    task = config.get("task")
-    if task not in tasks:
-        raise CheckpointError(f"{run}: a '{task}' run, not {what} (expected a run of task "
-                              f"{' or '.join(repr(t) for t in tasks)})")
-    task_cls = get_task(task)
-    cfg = from_dict(task_cls.config_cls, config, f"{run}/config.json", ignore=("task",))
-    if hasattr(cfg, "base"):
-        cfg.base = ""
-    model = task_cls(cfg).build_model()
-    model.load_state_dict(weights)
-    return model.eval(), cfg
-
-
-def _load_builtin() -> None:
-    """Import the modules that register tasks (each model family registers its own)."""
-    import openwfm.autoregressive.decoder  # noqa: F401
-    import openwfm.autoregressive.train  # noqa: F401
-    import openwfm.diffusion.train  # noqa: F401
-    import openwfm.posttrain.train  # noqa: F401
-    import openwfm.tokenizer.train  # noqa: F401
-    import openwfm.train.toy  # noqa: F401
-
-
+def registered() -> dict[str, type[Task]]:
+    """The tasks registered so far (``openwfm.tasks`` registers the built-in ones)."""
+    return dict(_TASKS)

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from openwfm.config import ConfigError, register_preset
 from openwfm.data import DataConfig, StageConfig
-from openwfm.train.config import TrainConfig
+from openwfm.training_config import TrainConfig
 from openwfm.nn.context_parallel import context_parallel_attention, shard_sequence
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task

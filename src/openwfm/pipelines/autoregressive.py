@@ -18,7 +18,9 @@ import torch
 
 from openwfm.autoregressive.medusa import medusa_generate
 from openwfm.autoregressive.sampling import SamplingConfig, generate
-from openwfm.autoregressive.train import ARRunConfig, ARWorldModel, load_ar_model
+from openwfm.autoregressive.config import ARRunConfig
+from openwfm.autoregressive.world import ARWorldModel
+from openwfm.hub import load_ar_model, load_decoder
 from openwfm.text.encoder import make_text_encoder
 
 
@@ -31,7 +33,6 @@ class ARPipeline:
         self.tokenizer = load_tokenizer(cfg.tokenizer, device=device)
         self.decoder = None
         if decoder:
-            from openwfm.autoregressive.decoder import load_decoder
             from openwfm.diffusion.codec import LatentCodec
 
             self.decoder, dcfg = load_decoder(decoder)
@@ -89,7 +90,7 @@ class ARPipeline:
         if bool(self.cfg.model.action_dim) != (actions is not None):
             raise ValueError("actions go with an action-conditioned model (model.action_dim > 0), which needs them")
         if actions is not None:
-            from openwfm.posttrain.train import latent_frame_actions, scale_actions
+            from openwfm.posttrain.conditions import latent_frame_actions, scale_actions
 
             acts = latent_frame_actions({"actions": np.asarray(actions).tolist()}, 0, 1, clip,
                                         self.tokenizer.cfg.temporal_compression)

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from openwfm.diffusion.codec import LatentCodec
+from openwfm.diffusion.config import DiffusionRunConfig
 from openwfm.diffusion.guidance import denoiser_calls, sample_latents
 from openwfm.diffusion.model import WorldModel, condition_latent_frames, hold_last_frame
-from openwfm.diffusion.train import DiffusionRunConfig
 from openwfm.errors import OpenWFMError
+from openwfm.hub import load_world_model
 from openwfm.text.encoder import make_text_encoder
 
 
@@ -64,17 +65,6 @@ class WorldOutput:
 
     frames: np.ndarray
     prompt: str
-
-
-def load_world_model(run: str | os.PathLike | None, ema: bool = True) -> tuple[WorldModel, DiffusionRunConfig]:
-    """A trained world model (EMA weights by default) and its run config, from a run or checkpoint dir: a
-    ``diffusion`` run or a post-trained one (``posttrain-camera`` / ``-action`` / ``-multiview``), or a
-    shipped model by name (None: the default Video2World model, ``diffusion/pretrained.py``)."""
-    from openwfm.diffusion.pretrained import find
-    from openwfm.train.task import load_trained
-
-    return load_trained(find(run), ("diffusion", "posttrain-camera", "posttrain-action", "posttrain-multiview"),
-                        "a diffusion world model", ema)
 
 
 class WorldPipeline:
@@ -273,17 +263,19 @@ class WorldPipeline:
             raise GenerateError(f"{meta.get('name', '?')}: {e}") from e
 
     def _conditions(self, meta: dict, g: GenerateConfig, size: tuple[int, int]) -> dict:
-        from openwfm.posttrain.train import ActionRunConfig, CameraRunConfig, clip_rays
+        from openwfm.posttrain.conditions import clip_rays
+        from openwfm.posttrain.config import conditioning
 
         tc, clip, name = self.codec.model.cfg.temporal_compression, self.clip_frames(g), meta.get("name", "?")
         kw = {}
-        if isinstance(self.cfg, CameraRunConfig):
+        kind = conditioning(self.cfg)
+        if kind == "camera":
             cams = (meta.get("camera") or {}).get("cam2world") or []
             if len(cams) < clip:
                 raise GenerateError(f"{name}: {len(cams)} cameras (meta.camera.cam2world) for a {clip}-frame clip of "
                                  "the camera-conditioned model")
             kw["extra"] = clip_rays(meta, 0, 1, clip, size, self.latent_grid(*size, g), tc)[None]
-        if isinstance(self.cfg, ActionRunConfig):
+        if kind == "action":
             dim = self.model.net.cfg.action_dim
             if meta.get("actions"):
                 if len(meta["actions"]) < clip - 1:

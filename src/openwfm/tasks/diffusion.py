@@ -45,7 +45,7 @@ class DiffusionTask(Task):
         uncertainty head, which exports leave out, keeps its fresh initialization)."""
         if not self.cfg.init:
             return
-        from openwfm.diffusion.pipeline import load_world_model
+        from openwfm.hub import load_world_model
 
         start, start_cfg = load_world_model(self.cfg.init)
         if start_cfg.model != self.cfg.model or start_cfg.v2w.residual != self.cfg.v2w.residual:

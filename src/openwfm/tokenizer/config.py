@@ -1,27 +1,16 @@
-"""Training the tokenizers through the shared trainer: the ``tokenizer`` task.
-
-Two stages as in the Cosmos paper (sec. 4, "training strategy"): stage 1 optimizes L1 + perceptual loss;
-from ``stage2_start`` on, the Gram-matrix term (and the optical-flow term, when enabled) are added.
-Video clips and images share one model (images are the T = 1 case of the causal tokenizer).
-
-    wfm train tokenizer --preset tiny-CV4x8x8 --out runs/tok data.shards=shards/falling
-"""
+"""The tokenizer's run config and presets (what a tokenizer run or export records), read by training and
+by inference alike (``tasks/tokenizer.py`` trains it, ``tokenizer/api.py`` loads it)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-import torch
-
 from openwfm.config import ConfigError, get_preset, register_preset
 from openwfm.data import DataConfig, StageConfig
-from openwfm.tokenizer.losses import TokenizerLossConfig, tokenizer_loss
-from openwfm.tokenizer.model import Tokenizer
+from openwfm.tokenizer.losses import TokenizerLossConfig
 from openwfm.tokenizer.presets import TokenizerConfig
-from openwfm.train.config import TrainConfig
-from openwfm.train.distributed import DistEnv
-from openwfm.train.task import Task, register_task
+from openwfm.training_config import TrainConfig
 
 
 @dataclass
@@ -81,52 +70,6 @@ for _name in ("CV4x8x8", "CV8x8x8", "CV8x16x16", "DV4x8x8", "DV8x8x8", "DV8x16x1
     register_preset(TokenizerRunConfig, _name)(lambda n=_name: _run(n))
     register_preset(TokenizerRunConfig, f"tiny-{_name}")(lambda n=_name: _run(f"tiny-{n}"))
     register_preset(TokenizerRunConfig, f"small-{_name}")(lambda n=_name: _small_run(f"small-{n}"))
-
-
-@register_task
-class TokenizerTask(Task):
-    name = "tokenizer"
-    config_cls = TokenizerRunConfig
-
-    def build_model(self) -> torch.nn.Module:
-        return Tokenizer(self.cfg.model)
-
-    def init_weights(self, model: torch.nn.Module) -> None:
-        """A ``shortcut`` tokenizer starts as the PCA of ``shortcut_init_clips`` training clips (evenly spaced
-        over the data, first stage's size)."""
-        if not self.cfg.model.shortcut:
-            return
-        from openwfm.data import load_index
-        from openwfm.data.dataset import ClipDataset
-
-        if not self.cfg.data.shards:
-            raise ConfigError("model.shortcut=true initializes from the training data; data.shards is empty")
-        data = dataclasses.replace(self.cfg.data, images=False)
-        ds = ClipDataset(load_index(data.shards), data)
-        if len(ds) == 0:
-            raise ConfigError(f"data.shards={data.shards}: no video clips to initialize the shortcut from")
-        n = min(len(ds), self.cfg.shortcut_init_clips)
-        idx = [round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(n)]
-        model.init_shortcut(torch.stack([ds[i]["video"] for i in idx]))
-
-    def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
-        return list(model.fsdp_units)
-
-    def stage(self) -> int:
-        start = self.cfg.stage2_start
-        return 2 if 0 <= start <= self.step else 1
-
-    def loss(self, model, batch: dict, env: DistEnv):
-        x = batch["video"]
-        x_hat, _ = model(x)
-        total, parts = tokenizer_loss(x, x_hat.float(), self.cfg.loss, self.stage())
-        return total, {k: float(v) for k, v in parts.items()}
-
-    def tokens(self, batch: dict) -> int:
-        b, _, t, h, w = batch["video"].shape
-        m = self.cfg.model
-        t_lat = 1 + (t - 1) // m.temporal_compression
-        return b * t_lat * (h // m.spatial_compression) * (w // m.spatial_compression)
 
 
 def run_config_from_checkpoint(config: dict) -> TokenizerRunConfig:

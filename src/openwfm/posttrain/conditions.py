@@ -1,0 +1,115 @@
+"""Post-training conditions from a rollout's metadata (Cosmos paper sec. 6): camera rays, robot actions,
+multi-view ids and the ego trajectory, as the network's extra inputs. Pure functions of the metadata and
+the clip's geometry, shared by training, inference and the autoregressive model."""
+
+from __future__ import annotations
+
+import torch
+
+from openwfm.config import ConfigError
+from openwfm.posttrain.camera import ray_maps, scale_intrinsics
+
+RAY_CHANNELS = 6
+NUM_VIEWS = 6  # sim.drive.VIEWS: front, front_left, front_right, back, back_left, back_right
+
+
+def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: tuple[int, int],
+              latent_grid: tuple[int, int, int], temporal_compression: int) -> torch.Tensor:
+    """(6, T', H', W') Plücker maps of the clip that starts at ``start`` in a rollout whose frames were fitted
+    into ``frame_size`` (scaled to fit, centered: ``data.buckets.fit_to_bucket``)."""
+    cam = meta.get("camera") or {}
+    if "cam2world" not in cam or "intrinsics" not in cam:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no camera (meta.camera with intrinsics and "
+                          "cam2world): camera post-training needs simulator rollouts or videos with poses")
+    idx = [min(start + j * stride, len(cam["cam2world"]) - 1) for j in range(num_frames)]
+    c2w = torch.tensor(cam["cam2world"], dtype=torch.float64)[idx]
+    K = torch.tensor(cam["intrinsics"], dtype=torch.float64)[idx]
+    H, W = int(meta["height"]), int(meta["width"])
+    h, w = frame_size
+    s = min(h / H, w / W)
+    nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
+    K = scale_intrinsics(K, nw / W, nh / H)
+    K[:, 0, 2] += (w - nw) // 2
+    K[:, 1, 2] += (h - nh) // 2
+    return ray_maps(K, c2w, (h, w), latent_grid, temporal_compression).float()
+
+
+def scale_actions(a: torch.Tensor, scale: float) -> torch.Tensor:
+    """Actions (..., k * 7) with their motion (the first 6 of every 7) times ``scale``; the gripper command
+    (every 7th) stays 0 / 1, so it does not drown the motion in the embedding MLP's input."""
+    s = torch.full((7,), float(scale), dtype=a.dtype)
+    s[6] = 1.0
+    return a * s.repeat(a.shape[-1] // 7)
+
+
+def clip_actions(meta: dict, start: int, stride: int, num_frames: int) -> torch.Tensor:
+    """((num_frames - 1) * 7,) actions taking each sampled frame to the next: deltas summed over the
+    stride, the gripper command of the last step."""
+    acts = meta.get("actions")
+    if not acts:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no actions (meta.actions): action post-training "
+                          "needs robot rollouts (the push scenario)")
+    a = torch.tensor(acts, dtype=torch.float32)
+    a = torch.cat([a, torch.zeros(max(0, start + stride * num_frames - len(a)), 7)])  # past the end: no motion
+    steps = a[start:start + stride * (num_frames - 1)].view(num_frames - 1, stride, 7)
+    return torch.cat([steps[:, :, :6].sum(1), steps[:, -1:, 6]], -1).flatten()
+
+
+def _check_causal(num_frames: int, tc: int) -> None:
+    if (num_frames - 1) % tc:
+        raise ValueError(f"{num_frames} frames: a causal tokenizer with temporal compression {tc} takes 1 + k*{tc}")
+
+
+def latent_frame_actions(meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int
+                         ) -> torch.Tensor:
+    """(T', 7 * temporal_compression): the actions leading into each latent frame of a causal tokenizer's
+    clip (latent frame i >= 1 covers pixel frames 4i-3 .. 4i, reached by transitions 4i-4 .. 4i-1); zeros
+    for the first. The autoregressive model's action conditioning."""
+    tc = temporal_compression
+    _check_causal(num_frames, tc)
+    a = clip_actions(meta, start, stride, num_frames).view(-1, tc * 7)
+    return torch.cat([torch.zeros(1, tc * 7), a])
+
+
+def displacements(meta: dict, start: int, stride: int, num_frames: int, temporal_compression: int) -> torch.Tensor:
+    """(T', 7): the end effector's commanded displacement (dx .. dyaw summed) from the clip's first frame to
+    the last pixel frame of each latent frame, and the gripper command then; zeros for the first."""
+    tc = temporal_compression
+    _check_causal(num_frames, tc)
+    a = clip_actions(meta, start, stride, num_frames).view(-1, 7)
+    total = torch.cat([a[:, :6].cumsum(0), a[:, 6:]], -1)[tc - 1::tc]
+    return torch.cat([torch.zeros(1, 7), total])
+
+
+def view_maps(meta: dict, frame_size: tuple[int, int], latent_grid: tuple[int, int, int]) -> torch.Tensor:
+    """(6, T', H', W') one-hot view id of every latent pixel of a tiled multi-view clip (``sim/drive.py``:
+    views tiled by ``meta.view_layout``) after the frames were fitted into ``frame_size``; zeros on
+    padding. Channel k is ``meta.views_order[k]``: each view's tokens know which camera they belong to."""
+    layout, order = meta.get("view_layout"), meta.get("views_order")
+    if not layout or not order:
+        raise ConfigError(f"sample {meta.get('name', '?')} is not a multi-view rollout (meta.view_layout, "
+                          "views_order): multi-view post-training needs the drive scenario")
+    H, W = int(meta["height"]), int(meta["width"])
+    h, w = frame_size
+    s = min(h / H, w / W)
+    nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
+    top, left = (h - nh) // 2, (w - nw) // 2
+    t, gh, gw = latent_grid
+    ys = (torch.arange(gh) + 0.5) * h / gh - top  # latent pixel centers in the fitted content's pixels
+    xs = (torch.arange(gw) + 0.5) * w / gw - left
+    rows, cols = len(layout), len(layout[0])
+    r = torch.floor(ys / nh * rows).long()[:, None].expand(gh, gw)
+    c = torch.floor(xs / nw * cols).long()[None, :].expand(gh, gw)
+    inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+    view_of = torch.tensor([[order.index(v) for v in row] for row in layout])  # tile -> channel
+    ids = view_of[r.clamp(0, rows - 1), c.clamp(0, cols - 1)]
+    out = torch.nn.functional.one_hot(ids, len(order)).movedim(-1, 0).float() * inside
+    return out[:, None].expand(-1, t, -1, -1).contiguous()
+
+
+def trajectory_vector(meta: dict) -> torch.Tensor:
+    """(128,) the ego's future (x, y) at 64 steps of 0.1 s, in the first frame's ego coordinates."""
+    traj = meta.get("trajectory")
+    if traj is None or len(traj) != 64:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no 64-point ego trajectory (meta.trajectory)")
+    return torch.tensor(traj, dtype=torch.float32).flatten()
