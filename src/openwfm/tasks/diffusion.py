@@ -16,8 +16,8 @@ import torch
 from openwfm.config import ConfigError
 from openwfm.diffusion.codec import LatentCodec
 from openwfm.diffusion.config import DiffusionRunConfig
-from openwfm.diffusion.edm import sample_sigma
-from openwfm.diffusion.model import WorldModel, condition_latent_frames, hold_last_frame
+from openwfm.diffusion.loss import EDMLoss
+from openwfm.diffusion.model import WorldModel, hold_last_frame
 from openwfm.text.encoder import make_text_encoder, stored_states
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
@@ -30,7 +30,7 @@ class DiffusionTask(Task):
 
     def __init__(self, cfg: DiffusionRunConfig):
         super().__init__(cfg)
-        self._codec = self._text = None
+        self._codec = self._text = self._loss = None
         self._gen = torch.Generator().manual_seed(cfg.train.seed + 1)
 
     def build_model(self) -> torch.nn.Module:
@@ -93,28 +93,17 @@ class DiffusionTask(Task):
         return self.diffusion_loss(model, batch, self.latents(batch), env)
 
     def diffusion_loss(self, model, batch: dict, x0: torch.Tensor, env: DistEnv | None = None, **net_kw):
-        """The EDM loss of clean latents x0 with the batch's captions (dropped for guidance) and, for
-        Video2World, the first latent frames as condition; ``net_kw`` go to the network (post-training
-        conditions: ``extra`` channels, ``action``)."""
-        cfg = self.cfg
-        b, _, t_lat = x0.shape[:3]
+        """The EDM loss (``diffusion.loss.EDMLoss``) of clean latents x0 with the batch's captions; ``net_kw`` go
+        to the network (post-training conditions: ``extra`` channels, ``action``)."""
+        if self._loss is None:
+            self._loss = EDMLoss(self.cfg.edm, self.cfg.v2w, self.cfg.text.dropout, self._gen)
         emb, _ = self.caption_states(batch)
-        keep = (torch.rand(b, generator=self._gen) >= cfg.text.dropout).to(x0.device)
-        emb = emb.to(x0.device) * keep[:, None, None]
-        sigma = sample_sigma(b, cfg.edm, t_lat, generator=self._gen).to(x0.device)
-        noise = torch.randn(x0.shape, generator=self._gen).to(x0.device)
-        num_cond, sigma_aug = 0, None
-        if cfg.v2w.enabled and t_lat > 1:
-            choices = cfg.v2w.input_frame_choices or [cfg.v2w.num_input_frames]
-            k = choices[int(torch.randint(len(choices), (1,), generator=self._gen))] if len(choices) > 1 else choices[0]
-            num_cond = condition_latent_frames(k, self.codec(x0.device).model.cfg.temporal_compression) if k else 0
-            sigma_aug = (torch.randn(b, generator=self._gen) * cfg.v2w.aug_P_std + cfg.v2w.aug_P_mean).exp().to(x0.device)
+        t_lat = x0.shape[2]
         fps = float(batch["fps"][0]) if t_lat > 1 and "fps" in batch else None
-        held = self.held_prior(batch, k, x0) if num_cond and cfg.v2w.residual and \
-            cfg.v2w.residual_prior == "hold" else None
-        losses = model(x0, emb, sigma, noise, num_cond=num_cond, sigma_aug=sigma_aug, fps=fps or None,
-                       cp_group=env.cp_group if env is not None else None, held=held, **net_kw)
-        return losses.mean(), {"sigma_mean": float(sigma.mean())}
+        losses, stats = self._loss(model, x0, emb, temporal_compression=self.codec(x0.device).model.cfg.temporal_compression,
+                                   held=lambda k: self.held_prior(batch, k, x0), fps=fps or None,
+                                   cp_group=env.cp_group if env is not None else None, **net_kw)
+        return losses.mean(), stats
 
     def held_prior(self, batch: dict, num_input_frames: int, x0: torch.Tensor) -> torch.Tensor:
         """EDM-scale latents of the clips' first ``num_input_frames`` frames with the last held (the "hold"
