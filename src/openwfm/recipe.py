@@ -73,17 +73,11 @@ class RecipeConfig:
 
 
 def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, quiet: bool) -> Path:
-    from openwfm.config import make_config
-    from openwfm.train.loop import Trainer
-    from openwfm.tasks import get_task
+    """A recipe training step: resumes its run when one exists (the recipe itself decides, by its stamps,
+    when a run must start over instead)."""
+    from openwfm.tasks.launch import train
 
-    task_cls = get_task(task)
-    cfg = make_config(task_cls.config_cls, preset=preset, overrides=overrides)
-    trainer = Trainer(task_cls(cfg), run_dir, resume=True, progress=not quiet)
-    try:
-        trainer.fit()
-    finally:
-        trainer.close()
+    train(task, run_dir, preset=preset, overrides=overrides, resume=True, allow_change=True, progress=not quiet)
     return run_dir
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -40,35 +39,18 @@ def train(task: str = typer.Argument(..., help=TASKS_HELP),
     torchrun --nproc-per-node N -m openwfm.cli train TASK ... train.dist.strategy=fsdp
 
     With --resume the run's saved configuration is restored and the overrides apply on top of it."""
-    from openwfm.train.loop import Trainer, TrainingInterrupted
-    from openwfm.train.runconfig import resume_config
-    from openwfm.tasks import get_task
+    from openwfm.tasks.launch import train as launch
+    from openwfm.train.loop import TrainingInterrupted
 
-    task_cls = get_task(task)
     extra = [f"train.seed={seed}"] if seed is not None else []
-    cfg = None
-    if resume:
-        cfg, changes, ckpt = resume_config(task, task_cls.config_cls, out_dir, config or [], (overrides or []) + extra,
-                                           allow_change)
-        if cfg is not None:
-            console.print(f"resume: the configuration saved in {ckpt}"
-                          + (f" (--preset {preset} not applied)" if preset else ""), highlight=False)
-            for key, (a, b) in changes.items():
-                console.print(f"resume: {key}: {a!r} -> {b!r}", highlight=False)
-    if cfg is None:
-        cfg = make_config(task_cls.config_cls, preset=preset, yaml_files=config or [],
-                          overrides=(overrides or []) + extra)
-    trainer = Trainer(task_cls(cfg), out_dir, resume=resume, progress=not _state["quiet"], restart=restart)
-    if not trainer.env.is_main:
-        logging.getLogger().setLevel(logging.ERROR)
     try:
-        summary = trainer.fit()
+        summary = launch(task, out_dir, preset=preset, yaml_files=config or [], overrides=(overrides or []) + extra,
+                         resume=resume, allow_change=allow_change, restart=restart, progress=not _state["quiet"],
+                         note=lambda line: console.print(line, highlight=False))
     except TrainingInterrupted as e:
         console.print(f"[yellow]{e}[/]", highlight=False)
         sys.exit(130)
-    finally:
-        trainer.close()
-    if trainer.env.is_main:
+    if summary["is_main"]:
         out.print(f"trained {task} to step {summary['step']} (loss {summary['loss']:.4f}, "
                   f"{summary['skipped']} skipped steps); checkpoint {summary['checkpoint']}", highlight=False)
 
