@@ -11,6 +11,9 @@ from openwfm.posttrain.camera import ray_maps, scale_intrinsics
 
 RAY_CHANNELS = 6
 NUM_VIEWS = 6  # sim.drive.VIEWS: front, front_left, front_right, back, back_left, back_right
+# the ego trajectory (64 future (x, y) points at 0.1 s) enters the DiT through its vector-condition slot, the
+# one robot actions use (DiT ``action_dim``): a multi-view model with ``trajectory=true`` has action_dim 128
+TRAJECTORY_DIM = 128
 
 
 def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: tuple[int, int],
@@ -108,7 +111,7 @@ def view_maps(meta: dict, frame_size: tuple[int, int], latent_grid: tuple[int, i
 
 
 def trajectory_vector(meta: dict) -> torch.Tensor:
-    """(128,) the ego's future (x, y) at 64 steps of 0.1 s, in the first frame's ego coordinates."""
+    """(TRAJECTORY_DIM,) the ego's future (x, y) at 64 steps of 0.1 s, in the first frame's ego coordinates."""
     traj = meta.get("trajectory")
     if traj is None or len(traj) != 64:
         raise ConfigError(f"sample {meta.get('name', '?')} has no 64-point ego trajectory (meta.trajectory)")

@@ -12,8 +12,8 @@ from openwfm.config import ConfigError, register_preset
 from openwfm.diffusion.config import DiffusionRunConfig
 from openwfm.diffusion.config import tiny as tiny_diffusion
 from openwfm.diffusion.model import Video2WorldConfig
-from openwfm.posttrain.conditions import (NUM_VIEWS, RAY_CHANNELS, clip_actions, displacements, latent_frame_actions,
-                                          scale_actions)
+from openwfm.posttrain.conditions import (NUM_VIEWS, RAY_CHANNELS, TRAJECTORY_DIM, clip_actions, displacements,
+                                          latent_frame_actions, scale_actions)
 
 
 @dataclass
@@ -95,5 +95,5 @@ def dit_changes(cfg, temporal_compression: int) -> dict:
     if kind == "action":
         return {"action_dim": cfg.action_dim(temporal_compression)}
     if kind == "multiview":
-        return {"extra_channels": NUM_VIEWS} | ({"action_dim": 128} if cfg.trajectory else {})
+        return {"extra_channels": NUM_VIEWS} | ({"action_dim": TRAJECTORY_DIM} if cfg.trajectory else {})
     return {}
