@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from openwfm.diffusion.model import hold_last_frame
-from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.metrics import psnr
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.video import read_video
 from openwfm.video.transforms import to_tensor
 

@@ -23,9 +23,9 @@ from datetime import date
 import numpy as np
 import torch
 
-from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.metrics import masked_psnr, moving_region
 from openwfm.evaluate.physics import find_rollouts, load_rollout
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
 
 def rms(a: np.ndarray, b: np.ndarray) -> float:

@@ -54,9 +54,9 @@ def part_cache(context: int, new: int, dim: int, layers: int) -> None:
 
 
 def part_medusa(run: str, tokens: str, clips: int, draft: int | None) -> None:
-    from openwfm.hub import load_ar_model
     from openwfm.data import load_index
     from openwfm.diffusion.latents import LatentDataset
+    from openwfm.hub import load_ar_model
 
     model, cfg = load_ar_model(run)
     if model.medusa is None:

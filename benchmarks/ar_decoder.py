@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from openwfm.autoregressive.decoder import decode_tokens
-from openwfm.hub import load_decoder
 from openwfm.data import load_index
 from openwfm.data.buckets import fit_to_bucket
 from openwfm.data.shards import decode_video, read_sample
 from openwfm.diffusion.codec import LatentCodec
-from openwfm.text.encoder import make_text_encoder
 from openwfm.evaluate.metrics import psnr, ssim
+from openwfm.hub import load_decoder
+from openwfm.text.encoder import make_text_encoder
 from openwfm.tokenizer.api import load_tokenizer
 from openwfm.video.transforms import from_tensor, to_tensor
 

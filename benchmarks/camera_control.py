@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.geometry import sampson_error
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.posttrain.camera import scale_intrinsics
 from openwfm.posttrain.conditions import clip_rays
 from openwfm.video import read_video

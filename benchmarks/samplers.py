@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.diffusion.guidance import sample_latents
 from openwfm.evaluate.metrics import psnr
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
 PROMPTS = ["a red cube falls onto a table and bounces", "a robot arm pushes a blue box to the left",
            "the camera orbits around a green sphere", "two balls drop onto the floor"]

@@ -24,9 +24,9 @@ from datetime import date
 import numpy as np
 import torch
 
-from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.masks import ColorMaskConfig, fit_color_model, label_pixels
 from openwfm.evaluate.physics import find_rollouts, load_rollout
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
 
 def calibrate(rollouts, resolution: int, frames: int):

@@ -41,9 +41,9 @@ def _rank(rank: int, world: int, threads: int, overrides: list[str], steps: int,
         dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=300))
     from openwfm.config import make_config
+    from openwfm.tasks.toy import ToyRunConfig, ToyTask
     from openwfm.train.loop import Trainer
     from openwfm.train.metrics import read_metrics
-    from openwfm.tasks.toy import ToyRunConfig, ToyTask
 
     cp = 2 if any("context_parallel=2" in o for o in overrides) else 1
     per_rank_batch = batch * cp // world  # context-parallel ranks share a batch

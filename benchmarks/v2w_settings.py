@@ -20,8 +20,8 @@ from datetime import date
 import numpy as np
 import torch
 
-from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics, find_rollouts
+from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
 # (sampler, steps, guidance, sigma_max): sigma_max 80 is Cosmos's; a residual model's data are ~0.25 in scale
 # and its training noise rarely reaches 80, so lower starts are tried too

@@ -159,11 +159,11 @@ def test_ar_trains_on_precomputed_tokens_and_generates(tmp_path):
 
     from conftest import moving_frames
 
-    from openwfm.hub import load_ar_model
-    from openwfm.tasks.autoregressive import ARRunConfig, ARTask
     from openwfm.config import ConfigError, make_config
     from openwfm.data import load_index, pack_samples
     from openwfm.diffusion.latents import precompute
+    from openwfm.hub import load_ar_model
+    from openwfm.tasks.autoregressive import ARRunConfig, ARTask
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
     from openwfm.train.loop import Trainer
@@ -244,11 +244,11 @@ def test_diffusion_decoder_trains_and_decodes_long_token_videos_in_chunks(tmp_pa
 
     from openwfm.autoregressive.config import DecoderRunConfig
     from openwfm.autoregressive.decoder import decode_tokens
-    from openwfm.hub import load_decoder
-    from openwfm.tasks.ar_decoder import DecoderTask
     from openwfm.config import make_config
     from openwfm.data import pack_samples
     from openwfm.diffusion.codec import LatentCodec
+    from openwfm.hub import load_decoder
+    from openwfm.tasks.ar_decoder import DecoderTask
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
     from openwfm.train.loop import Trainer
@@ -293,11 +293,11 @@ def test_medusa_heads_train_on_a_frozen_base_and_yarn_runs_past_the_trained_leng
 
 
 def test_action_conditioned_ar_starts_as_its_base_and_trains_on_push_rollouts(tmp_path):
-    from openwfm.tasks.autoregressive import ARRunConfig, ARTask
     from openwfm.config import make_config
     from openwfm.data import pack_sim_dir
     from openwfm.posttrain.conditions import latent_frame_actions
     from openwfm.sim import SimConfig, generate as simulate_many
+    from openwfm.tasks.autoregressive import ARRunConfig, ARTask
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
     from openwfm.train.loop import Trainer
@@ -331,8 +331,8 @@ def test_action_conditioned_ar_starts_as_its_base_and_trains_on_push_rollouts(tm
 
     from conftest import moving_frames
 
-    from openwfm.pipelines.autoregressive import ARPipeline
     from openwfm.hub import load_ar_model
+    from openwfm.pipelines.autoregressive import ARPipeline
 
     pipe = ARPipeline(*load_ar_model(tmp_path / "run"))
     frames = moving_frames(1, 32, 32)

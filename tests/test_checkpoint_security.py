@@ -15,14 +15,14 @@ import torch
 import torch.distributed.checkpoint as dcp
 from typer.testing import CliRunner
 
+from openwfm import safe_dcp
 from openwfm.cli.app import app
 from openwfm.config import make_config
 from openwfm.errors import OpenWFMError
-from openwfm.train import checkpoint as ckpt
-from openwfm.train.loop import Trainer
-from openwfm import safe_dcp
 from openwfm.safe_dcp import SafeReader, UnsafeFileError, read_metadata, read_part
 from openwfm.tasks.toy import ToyRunConfig, ToyTask
+from openwfm.train import checkpoint as ckpt
+from openwfm.train.loop import Trainer
 
 
 class Payload:

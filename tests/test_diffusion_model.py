@@ -9,8 +9,8 @@ import torch
 from openwfm.config import get_preset
 from openwfm.diffusion.dit import DiTConfig
 from openwfm.diffusion.edm import EDMConfig, sample_sigma
-from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
 from openwfm.diffusion.guidance import sample_latents
+from openwfm.diffusion.model import Video2WorldConfig, WorldModel, condition_latent_frames
 
 
 def _model(v2w: bool = False, seed: int = 0, uncertainty: bool = True) -> WorldModel:

@@ -63,9 +63,9 @@ def test_pipeline_runs_the_guards_and_no_guardrail_warns(tmp_path, caplog, monke
     from openwfm.cli import _guard_hooks
     from openwfm.config import get_preset, make_config
     from openwfm.diffusion.model import WorldModel
+    from openwfm.guardrail import Guardrail, GuardrailError
     from openwfm.pipelines.world import GenerateConfig, WorldPipeline
     from openwfm.tasks.diffusion import DiffusionRunConfig
-    from openwfm.guardrail import Guardrail, GuardrailError
     from openwfm.tokenizer import Tokenizer, TokenizerConfig
     from openwfm.tokenizer.pretrained import export
 

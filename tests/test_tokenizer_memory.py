@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from openwfm.cli import app
 from openwfm.config import get_preset
-from openwfm.tokenizer import TokenizerConfig, api
 from openwfm.config import ConfigError
 from openwfm.memory import MemoryBudgetError, parse_memory, peak_bytes
+from openwfm.tokenizer import TokenizerConfig, api
 from openwfm.tokenizer.memory import Plan, estimate, plan
 
 

@@ -8,10 +8,10 @@ from conftest import moving_frames
 
 from openwfm.config import ConfigError, get_preset, make_config
 from openwfm.evaluate.metrics import psnr
+from openwfm.tasks.tokenizer import TokenizerRunConfig, TokenizerTask
 from openwfm.tokenizer import Tokenizer, TokenizerConfig, api
 from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, temporal_windows, tiled
 from openwfm.tokenizer.losses import TokenizerLossConfig, tokenizer_loss
-from openwfm.tasks.tokenizer import TokenizerRunConfig, TokenizerTask
 from openwfm.train.loop import Trainer
 from openwfm.train.metrics import read_metrics
 from openwfm.video.transforms import to_tensor

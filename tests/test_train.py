@@ -18,13 +18,13 @@ import torch
 from safetensors.torch import load_file
 
 from openwfm.config import ConfigError, make_config
+from openwfm.tasks.toy import ToyRunConfig, ToyTask
 from openwfm.train import checkpoint as ckpt
 from openwfm.train.config import EMAConfig, OptimConfig
 from openwfm.train.ema import EMA, ema_beta, gamma_from_sigma_rel, sigma_rel_from_gamma
 from openwfm.train.loop import Trainer, TrainingError, TrainingInterrupted
 from openwfm.train.metrics import plot_run, read_metrics
 from openwfm.train.optim import build_optimizer, lr_at, set_lr
-from openwfm.tasks.toy import ToyRunConfig, ToyTask
 
 
 def tiny(*overrides: str) -> ToyRunConfig:
@@ -195,8 +195,8 @@ def test_a_save_that_fails_partway_keeps_the_previous_checkpoint(tmp_path, monke
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from openwfm.config import make_config
-    from openwfm.train.loop import Trainer
     from openwfm.tasks.toy import ToyRunConfig, ToyTask
+    from openwfm.train.loop import Trainer
 
     cfg = make_config(ToyRunConfig, "tiny", overrides=["train.steps=4"])
     trainer = Trainer(ToyTask(cfg), sys.argv[1], progress=False)
@@ -343,10 +343,10 @@ def test_progressive_stages_switch_and_resume_exactly(tmp_path, shards):
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
+    from openwfm.config import get_preset
     from openwfm.data import pack_sim_dir
     from openwfm.sim.config import SimConfig
     from openwfm.sim.dataset import generate
-    from openwfm.config import get_preset
 
     tmp = tmp_path_factory.mktemp("shards")
     generate("falling", get_preset(SimConfig, "tiny"), num=4, out=tmp / "sim", seed=0)

@@ -11,12 +11,12 @@ from dist_helpers import run_ranks
 from safetensors.torch import load_file
 
 from openwfm.config import make_config
+from openwfm.tasks.toy import MovingSquares, ToyRunConfig, ToyTask, _collate
 from openwfm.train import checkpoint as ckpt
 from openwfm.train.config import DistConfig
 from openwfm.train.distributed import init_distributed, wrap_model
 from openwfm.train.loop import Trainer
 from openwfm.train.metrics import read_metrics
-from openwfm.tasks.toy import MovingSquares, ToyRunConfig, ToyTask, _collate
 
 pytestmark = pytest.mark.distributed
 BATCH = 4

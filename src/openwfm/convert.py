@@ -52,8 +52,8 @@ def to_openwfm(src: str | os.PathLike, dst: str | os.PathLike, trust_torchscript
         if not trust_torchscript:
             raise ConvertError(f"{src}: NVIDIA TorchScript (.jit) files carry code that torch.jit.load "
                                "deserializes; convert them only from a source you trust (--trust-torchscript)")
-        from openwfm.tokenizer.nvidia import extract_weights
         from openwfm.tokenizer.model import Tokenizer
+        from openwfm.tokenizer.nvidia import extract_weights
         from openwfm.tokenizer.pretrained import export
 
         cfg, state = extract_weights(src)

@@ -221,9 +221,9 @@ def generate_ar_video2world(src: Path = typer.Option(..., "--input", "-i", help=
     (--decoder) or the DV tokenizer (--no-diffusion-decoder)."""
     import numpy as np
 
-    from openwfm.pipelines.autoregressive import ARPipeline
     from openwfm.autoregressive.sampling import SamplingConfig
     from openwfm.data.buckets import bucket_sizes, fit_to_bucket, nearest_bucket
+    from openwfm.pipelines.autoregressive import ARPipeline
     from openwfm.video import read_video, write_video
 
     if decoder is None and not no_decoder:

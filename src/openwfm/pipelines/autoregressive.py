@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from openwfm.autoregressive.config import ARRunConfig
 from openwfm.autoregressive.medusa import medusa_generate
 from openwfm.autoregressive.sampling import SamplingConfig, generate
-from openwfm.autoregressive.config import ARRunConfig
 from openwfm.autoregressive.world import ARWorldModel
 from openwfm.hub import load_ar_model, load_decoder
 from openwfm.text.encoder import make_text_encoder

@@ -19,10 +19,10 @@ from torch.utils.checkpoint import checkpoint
 
 from openwfm.config import ConfigError, register_preset
 from openwfm.data import DataConfig, StageConfig
-from openwfm.training_config import TrainConfig
 from openwfm.nn.context_parallel import context_parallel_attention, shard_sequence
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
+from openwfm.training_config import TrainConfig
 
 
 @dataclass

@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 
 from openwfm import layouts
 from openwfm.files import save_safetensors
+from openwfm.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, gib, parse_memory, process_bytes
 from openwfm.tokenizer.chunking import decode_chunked, encode_chunked, temporal_windows, tiled
 from openwfm.tokenizer.fsq import indices_to_codes
-from openwfm.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, gib, parse_memory, process_bytes
 from openwfm.tokenizer.memory import Plan, piece_bytes, plan, weight_bytes
 from openwfm.tokenizer.model import Tokenizer, TokenizerError
 from openwfm.tokenizer.presets import TokenizerConfig
@@ -33,8 +33,8 @@ def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str 
     """A tokenizer from a training run or checkpoint directory (EMA weights by default), a shipped one by
     name (``openwfm.tokenizer.pretrained.shipped()``), or a diffusers ``AutoencoderKLCosmos`` directory
     (``save_pretrained``; its ``vae/`` inside a pipeline directory), in eval mode."""
-    from openwfm.tokenizer.pretrained import find
     from openwfm.tokenizer.config import run_config_from_checkpoint
+    from openwfm.tokenizer.pretrained import find
     from openwfm.weights import load_weights
 
     path = find(checkpoint)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from openwfm.training_config import DistConfig
 from openwfm.errors import OpenWFMError
+from openwfm.training_config import DistConfig
 
 log = logging.getLogger(__name__)
 
