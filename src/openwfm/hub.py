@@ -27,7 +27,7 @@ import torch
 from openwfm import layouts
 from openwfm.config import from_dict
 from openwfm.errors import OpenWFMError
-from openwfm.weights import MODEL_JSON, CheckpointError, load_weights, model_info, resolve
+from openwfm.weights import MODEL_JSON, CheckpointError, model_info, read_weights, resolve
 
 
 class HubError(OpenWFMError, ValueError):
@@ -59,12 +59,19 @@ def describe(path: str | os.PathLike) -> dict:
     """What the model at ``path`` (a name, checkpoint, run, export or diffusers directory) is: its
     ``model.json``, or one made from its config for directories written before it existed."""
     p = find(path)
-    pipeline = layouts.diffusers_pipeline(p)
-    if pipeline or layouts.diffusers_class(p):
-        name = pipeline.get("_class_name", "") or layouts.diffusers_class(p)
+    return _describe(p if _is_diffusers(p) else resolve(p))
+
+
+def _is_diffusers(p: Path) -> bool:
+    return bool(layouts.diffusers_pipeline(p) or layouts.diffusers_class(p))
+
+
+def _describe(d: Path) -> dict:
+    """``describe`` of a diffusers directory or an already resolved (verified) checkpoint directory."""
+    if _is_diffusers(d):
+        name = layouts.diffusers_pipeline(d).get("_class_name", "") or layouts.diffusers_class(d)
         kind = "tokenizer" if name == "AutoencoderKLCosmos" else "world-model"
         return {"format": 1, "kind": kind, "task": "", "conditioning": "", "diffusers": name}
-    d = resolve(p)
     if (d / MODEL_JSON).is_file():
         return json.loads((d / MODEL_JSON).read_text())
     return model_info(json.loads((d / "config.json").read_text()))
@@ -110,9 +117,9 @@ def build(task: str, cfg) -> torch.nn.Module:
 def load(path: str | os.PathLike, kinds: tuple[str, ...], ema: bool = True) -> tuple[torch.nn.Module, Any]:
     """A trained model of one of ``kinds`` (EMA weights by default) and its run config, in eval mode."""
     p = find(path)
-    if not (layouts.diffusers_pipeline(p) or layouts.diffusers_class(p)):
+    if not _is_diffusers(p):
         p = resolve(p)  # the checkpoint directory, verified once
-    info = describe(p)
+    info = _describe(p)
     if info["kind"] not in kinds:
         what = info.get("diffusers") or info["task"] or "unknown"
         raise CheckpointError(f"{path}: a {info['kind']} ({what}), not {' or '.join(kinds)}")
@@ -120,7 +127,7 @@ def load(path: str | os.PathLike, kinds: tuple[str, ...], ema: bool = True) -> t
         from openwfm.diffusion.pretrained import load_diffusers
 
         return load_diffusers(p)
-    config, weights = load_weights(p, ema=ema)
+    config, weights = read_weights(p, ema=ema)
     task = info["task"]
     cfg = _run_config(task, config, f"{path}/config.json")
     model = build(task, cfg)

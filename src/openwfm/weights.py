@@ -234,7 +234,11 @@ def resolve(path: str | os.PathLike) -> Path:
 def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
     """(run config, weights) of a checkpoint for inference: the EMA weights when present and ``ema``,
     else the trained ones; sharded checkpoints are consolidated in memory."""
-    path = resolve(path)
+    return read_weights(resolve(path), ema)
+
+
+def read_weights(path: Path, ema: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``load_weights`` of a checkpoint directory ``resolve`` already verified."""
     config = json.loads((path / "config.json").read_text())
     if (path / "dcp").is_dir():
         tensors = (read_dcp_part(path, "ema") if ema else None) or read_dcp_part(path, "model")
