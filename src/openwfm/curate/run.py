@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from openwfm.curate.manifest import Manifest
-from openwfm.curate.stages import CurateConfig, find_inputs, input_id, process_input, skipped_inputs
+from openwfm.curate.stages import (CurateConfig, find_inputs, input_id, load_captioner, load_text_encoder,
+                                   process_input, skipped_inputs)
 from openwfm.errors import OpenWFMError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def curate(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, cfg: Cur
         if engine == "local" and processes > 1 and len(todo) > 1:
             _local_processes(todo, cfg, out, manifest, processes, on_input)
         elif engine == "local":
-            vlm, text_encoder = _vlm(cfg), _text_encoder(cfg)
+            vlm, text_encoder = load_captioner(cfg), load_text_encoder(cfg)
             for p in todo:
                 manifest.record("input", input_id(p), "started", path=str(p))
                 write_records(manifest, process_input(p, cfg, out, vlm, text_encoder))
@@ -105,7 +106,7 @@ def _start_worker(cfg: CurateConfig) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per process: the processes are the parallelism
-    _WORKER.update(vlm=_vlm(cfg), text=_text_encoder(cfg))
+    _WORKER.update(vlm=load_captioner(cfg), text=load_text_encoder(cfg))
 
 
 def _work(path: str, cfg: CurateConfig, out: str) -> list[dict]:
@@ -136,22 +137,6 @@ def _local_processes(todo: list[Path], cfg: CurateConfig, out: Path, manifest: M
             write_records(manifest, records)
             if on_input:
                 on_input(str(p))
-
-
-def _vlm(cfg: CurateConfig):
-    if not cfg.caption_model:
-        return None
-    from openwfm.text.caption import VLMCaptioner
-
-    return VLMCaptioner(cfg.caption_model)
-
-
-def _text_encoder(cfg: CurateConfig):
-    if not cfg.text_encoder:
-        return None
-    from openwfm.text import make_encoder
-
-    return make_encoder(cfg.text_encoder, cfg.text_encoder_path, cfg.text_max_length)
 
 
 def run_dedup(manifest: Manifest, out: Path, cfg: CurateConfig, search=None, engine: str = "local") -> int:

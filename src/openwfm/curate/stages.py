@@ -329,3 +329,21 @@ def process_input(path: str | os.PathLike, cfg: CurateConfig, out_dir: str | os.
     input_rec, dropped, jobs = split_input(path, cfg)
     recs = [annotate_clip(filter_clip(job, cfg, out_dir), out_dir, vlm, text_encoder) for job in jobs]
     return finish_input(input_rec, dropped, recs)
+
+
+def load_captioner(cfg: CurateConfig):
+    """The captioning VLM ``cfg.caption_model`` names (None: template captions), loaded once per worker."""
+    if not cfg.caption_model:
+        return None
+    from openwfm.text.caption import VLMCaptioner
+
+    return VLMCaptioner(cfg.caption_model)
+
+
+def load_text_encoder(cfg: CurateConfig):
+    """The text encoder whose caption states the curator stores (None: none stored)."""
+    if not cfg.text_encoder:
+        return None
+    from openwfm.text import make_encoder
+
+    return make_encoder(cfg.text_encoder, cfg.text_encoder_path, cfg.text_max_length)
