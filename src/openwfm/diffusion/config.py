@@ -1,5 +1,5 @@
 """The diffusion world model's run config and presets: what a run or export records, read by training and
-by inference alike (``diffusion/train.py`` trains it, ``hub.py`` loads it)."""
+by inference alike (``tasks/diffusion.py`` trains it, ``hub.py`` loads it)."""
 
 from __future__ import annotations
 
