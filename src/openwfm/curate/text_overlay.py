@@ -78,10 +78,21 @@ def _iou(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _same_place(a: tuple, b: tuple, height: int) -> bool:
+    """Two text boxes of different frames at the same place: overlapping (IoU >= 0.5), or, in the top or
+    bottom fifth of the frame, on the same line (a ticker's text slides along its bar)."""
+    if _iou(a, b) >= 0.5:
+        return True
+    edge = max(a[3], b[3]) <= 0.2 * height or min(a[1], b[1]) >= 0.8 * height
+    inter = min(a[3], b[3]) - max(a[1], b[1])
+    return edge and inter > 0.7 * max(a[3] - a[1], b[3] - b[1])
+
+
 def text_scores(frames: np.ndarray, cfg: OverlayTextConfig | None = None) -> dict:
     """``text_area``: the largest fraction of a sampled frame covered by read text; ``text_boxes``: the most
     boxes in one frame; ``persistent_text``: the fraction covered by text read at the same place in every
-    sampled frame (burned-in overlays stay put; with a single sampled frame, all its text)."""
+    sampled frame (burned-in overlays stay put, tickers stay on their line; with a single sampled frame,
+    all its text)."""
     cfg = cfg or OverlayTextConfig()
     idx = np.linspace(0, len(frames) - 1, min(cfg.frames, len(frames))).round().astype(int)
     area, count = 0.0, 0
@@ -96,7 +107,7 @@ def text_scores(frames: np.ndarray, cfg: OverlayTextConfig | None = None) -> dic
         area, count = max(area, float(mask.mean())), max(count, len(boxes))
     mask = np.zeros((h, w), np.uint8)
     for b in per_frame[0] if per_frame else []:
-        if all(any(_iou(_rect(b), _rect(o)) >= 0.5 for o in others) for others in per_frame[1:]):
+        if all(any(_same_place(_rect(b), _rect(o), h) for o in others) for others in per_frame[1:]):
             cv2.fillPoly(mask, [b.round().astype(np.int32)], 1)
     return {"text_area": area, "text_boxes": count, "persistent_text": float(mask.mean())}
 
