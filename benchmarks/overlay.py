@@ -95,8 +95,8 @@ def burn(frames: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
         elif kind == "ticker":
             y = int(h * 0.9)
             cv2.rectangle(f, (0, y), (w, h), (10, 10, 10), -1)
-            cv2.putText(f, ticker, (w - i * max(2, w // 80), h - int(h * 0.03)), font, scale, (255, 255, 255),
-                        thick, cv2.LINE_AA)
+            cv2.putText(f, ticker, (w // 3 - i * max(2, w // 80), h - int(h * 0.03)), font, scale,
+                        (255, 255, 255), thick, cv2.LINE_AA)  # a bar full of text, sliding left
     return out
 
 
