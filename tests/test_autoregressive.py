@@ -331,10 +331,9 @@ def test_action_conditioned_ar_starts_as_its_base_and_trains_on_push_rollouts(tm
 
     from conftest import moving_frames
 
-    from openwfm.hub import load_ar_model
-    from openwfm.pipelines.autoregressive import ARPipeline
+    import openwfm
 
-    pipe = ARPipeline(*load_ar_model(tmp_path / "run"))
+    pipe = openwfm.ARPipeline.from_pretrained(tmp_path / "run")  # the public entry point, by path
     frames = moving_frames(1, 32, 32)
     video = pipe.video2world(frames, actions=np.array(meta["actions"]), sampling=SamplingConfig(temperature=0))
     assert video.shape == (9, 32, 32, 3)

@@ -49,6 +49,12 @@ class ARPipeline:
         model, cfg = load_ar_model(run)
         return cls(model, cfg, **kw)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kw) -> "ARPipeline":
+        """An autoregressive run, checkpoint or export by path (diffusers-style name for ``from_run``);
+        ``kw``: ``device``, ``decoder`` (a diffusion-decoder run) and the guardrail hooks."""
+        return cls.from_run(name_or_path, **kw)
+
     def condition_latents(self, num_input_frames: int) -> int:
         t = self.tokenizer.cfg.temporal_compression
         if num_input_frames < 1 or (num_input_frames - 1) % t:
