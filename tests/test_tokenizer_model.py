@@ -314,6 +314,8 @@ def test_convert_to_and_from_diffusers(tmp_path):
     (tmp_path / "nv" / "encoder.jit").write_bytes(b"not really")
     r = runner.invoke(app, ["convert", str(tmp_path / "nv"), "-o", str(tmp_path / "nv-out")])
     assert "trust-torchscript" in str(r.exception) and not (tmp_path / "nv-out").exists()
+    with pytest.raises(TokenizerError, match="wfm convert .* --trust-torchscript"):
+        load_tokenizer(tmp_path / "nv")  # -c on an NVIDIA folder: one line that says how
 
 
 def test_param_count_matches_diffusers():
