@@ -89,8 +89,9 @@ class WorldPipeline:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, **kw) -> "WorldPipeline":
-        """A shipped model by name (``default-v2w``, ``default-action``; None: ``default-v2w``), or a run,
-        checkpoint or export directory; ``kw``: ``device``, ``offload`` and the guard / upsampler hooks."""
+        """A shipped model by name (``default-v2w``, ``default-action``; None: ``default-v2w``), a run,
+        checkpoint or export directory, or a diffusers Cosmos pipeline directory (docs/hub.md); ``kw``:
+        ``device``, ``offload`` and the guard / upsampler hooks."""
         return cls.from_run(name_or_path, **kw)
 
     def __call__(self, video: str | os.PathLike | np.ndarray | None = None, prompt: str = "",
