@@ -39,21 +39,29 @@ def expand_input_weights(weight: torch.Tensor, old: DiTConfig, new: DiTConfig) -
     return out.reshape(weight.shape[0], -1)
 
 
+def _network(cfg: PosttrainRunConfig, temporal_compression: int) -> WorldModel:
+    """The base network grown by what ``cfg`` adds (``dit_changes``), without adapters."""
+    return WorldModel(dataclasses.replace(cfg.model, **dit_changes(cfg, temporal_compression)), cfg.edm, cfg.v2w)
+
+
+def _add_lora(model: WorldModel, cfg: PosttrainRunConfig) -> WorldModel:
+    from openwfm.posttrain.lora import add_lora
+
+    add_lora(model.net, cfg.lora_rank, cfg.lora_alpha)
+    return model
+
+
 def world_model(cfg: PosttrainRunConfig, temporal_compression: int) -> WorldModel:
     """The post-trained network ``cfg`` describes (its new inputs and LoRA adapters in place), untrained."""
-    model = WorldModel(dataclasses.replace(cfg.model, **dit_changes(cfg, temporal_compression)), cfg.edm, cfg.v2w)
-    if cfg.lora_rank:
-        from openwfm.posttrain.lora import add_lora
-
-        add_lora(model.net, cfg.lora_rank, cfg.lora_alpha)
-    return model
+    model = _network(cfg, temporal_compression)
+    return _add_lora(model, cfg) if cfg.lora_rank else model
 
 
 def from_base(cfg: PosttrainRunConfig, base: WorldModel | None, temporal_compression: int) -> WorldModel:
     """The post-trained model of ``cfg`` initialized from the ``base`` world model when given: the base's
     weights, zero input columns for new channels, new modules at their own (zero-output) initialization.
     With LoRA only the adapters and the new input / action layers train."""
-    model = WorldModel(dataclasses.replace(cfg.model, **dit_changes(cfg, temporal_compression)), cfg.edm, cfg.v2w)
+    model = _network(cfg, temporal_compression)
     if base is not None:
         state = base.state_dict()
         state["net.x_embedder.weight"] = expand_input_weights(state["net.x_embedder.weight"], base.net.cfg,
@@ -64,9 +72,7 @@ def from_base(cfg: PosttrainRunConfig, base: WorldModel | None, temporal_compres
             raise ConfigError(f"base {cfg.base} does not fit: missing {bad[:3]}, unexpected {unexpected[:3]} "
                               "(the same model preset as the base?)")
     if cfg.lora_rank:
-        from openwfm.posttrain.lora import add_lora
-
-        add_lora(model.net, cfg.lora_rank, cfg.lora_alpha)
+        _add_lora(model, cfg)
         model.net.x_embedder.requires_grad_(True)  # it grew columns for the new inputs
         if model.net.cfg.action_dim:
             model.net.action_embed.requires_grad_(True)
