@@ -38,17 +38,13 @@ def _card(src: Path, what: str) -> dict:
     return {"converted_from": str(src), "source_format": what, "steps": 0}
 
 
-def _is_nvidia_jit(p: Path) -> bool:
-    return p.is_dir() and any((p / n).is_file() for n in ("encoder.jit", "decoder.jit", "autoencoder.jit"))
-
-
 def to_openwfm(src: str | os.PathLike, dst: str | os.PathLike, trust_torchscript: bool = False,
                overwrite: bool = False) -> Path:
     """Convert ``src`` (diffusers or NVIDIA layout) into an openwfm export at ``dst``; returns ``dst``."""
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if dst.exists() and not overwrite:
         raise ConvertError(f"{dst}: already exists (--overwrite replaces it)")
-    if _is_nvidia_jit(src):
+    if layouts.nvidia_jit(src):
         if not trust_torchscript:
             raise ConvertError(f"{src}: NVIDIA TorchScript (.jit) files carry code that torch.jit.load "
                                "deserializes; convert them only from a source you trust (--trust-torchscript)")

@@ -3,7 +3,8 @@
 diffusers' ``save_pretrained`` writes a model directory as ``config.json`` (with ``_class_name``) plus
 ``diffusion_pytorch_model.safetensors`` (or shards listed in ``diffusion_pytorch_model.safetensors.index.json``),
 and a pipeline as ``model_index.json`` with one such directory per component (``transformer/``, ``vae/``,
-``text_encoder/``, ``scheduler/``). Only safetensors are read: a ``.bin`` (a pickle) is refused.
+``text_encoder/``, ``scheduler/``). Only safetensors are read: a ``.bin`` (a pickle) is refused. NVIDIA's
+TorchScript tokenizer folders are recognized (``nvidia_jit``) so that loaders can say how to convert them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def diffusers_config(path: str | os.PathLike) -> dict:
     if cfg is None:
         raise LayoutError(f"{path}: no readable config.json")
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def nvidia_jit(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder of NVIDIA's released TorchScript tokenizer files (``encoder.jit``,
+    ``decoder.jit``, ``autoencoder.jit``): code, not just weights, so it is never loaded implicitly."""
+    p = Path(path)
+    return p.is_dir() and any((p / n).is_file() for n in ("encoder.jit", "decoder.jit", "autoencoder.jit"))
 
 
 def diffusers_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

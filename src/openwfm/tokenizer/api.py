@@ -42,7 +42,7 @@ def load_tokenizer(checkpoint: str | os.PathLike, ema: bool = True, device: str 
         path = path / "vae"
     if layouts.diffusers_class(path):
         return load_diffusers(path).to(device).eval()
-    if path.is_dir() and any((path / n).is_file() for n in ("encoder.jit", "decoder.jit", "autoencoder.jit")):
+    if layouts.nvidia_jit(path):
         raise TokenizerError(f"{path}: NVIDIA TorchScript tokenizer files, which carry code; convert them once from "
                              f"a source you trust: wfm convert {path} -o OUT --trust-torchscript, then -c OUT")
     config, weights = load_weights(path, ema=ema)
