@@ -122,9 +122,14 @@ def test_medusa_greedy_equals_base_greedy(trained):
     m, heads, seq, _ = trained
     prompt = seq[:, :4]
     base = generate(m, prompt, 76, SamplingConfig(temperature=0), shape=(5, 4, 4))
-    fast, stats = medusa_generate(m, heads, prompt, 76, SamplingConfig(temperature=0), shape=(5, 4, 4))
+    fast, stats = medusa_generate(m, heads, prompt, 76, SamplingConfig(temperature=0), shape=(5, 4, 4),
+                                  draft_vocab="all")
     assert torch.equal(fast, base)
     assert stats["accepted_per_round"] > 1.5  # the trained heads' drafts are mostly accepted
+    # drafts among the tokens seen so far (fewer vocabulary rows): still exactly greedy; here (a random
+    # sequence, a token's first use cannot be drafted) fewer drafts are accepted
+    ctx, ctx_stats = medusa_generate(m, heads, prompt, 76, SamplingConfig(temperature=0), shape=(5, 4, 4))
+    assert torch.equal(ctx, base) and 0 < ctx_stats["accepted_per_round"] <= stats["accepted_per_round"]
     # a perturbed prompt: drafts get rejected, the output is still exactly greedy
     other = torch.tensor([[5, 9, 2, 7]])
     assert torch.equal(medusa_generate(m, heads, other, 40, SamplingConfig(temperature=0), shape=(5, 4, 4))[0],
@@ -145,12 +150,13 @@ def test_medusa_sampling_preserves_the_base_distribution():
             p2 = token_probs(m(torch.tensor([[1, 3, 0, a]]))[0, -1], cfg)
             exact[(a, b)] = float(p1[a] * p2[b])
     n = 1500
-    counts = dict.fromkeys(exact, 0)
-    for s in range(n):
-        out, _ = medusa_generate(m, heads, prompt, 2, SamplingConfig(1.0, 1.0, 0, seed=s))
-        counts[tuple(out[0, 3:].tolist())] += 1
-    tv = 0.5 * sum(abs(counts[k] / n - exact[k]) for k in exact)
-    assert tv < 0.05  # sampling noise of 1500 draws over 16 outcomes is ~0.03
+    for vocab in ("all", "context"):  # context: drafts only among tokens 0, 1, 3 (the prompt's)
+        counts = dict.fromkeys(exact, 0)
+        for s in range(n):
+            out, _ = medusa_generate(m, heads, prompt, 2, SamplingConfig(1.0, 1.0, 0, seed=s), draft_vocab=vocab)
+            counts[tuple(out[0, 3:].tolist())] += 1
+        tv = 0.5 * sum(abs(counts[k] / n - exact[k]) for k in exact)
+        assert tv < 0.05, vocab  # sampling noise of 1500 draws over 16 outcomes is ~0.03
 
 
 def test_ar_trains_on_precomputed_tokens_and_generates(tmp_path):

@@ -83,3 +83,53 @@ def test_learned_detector_ships_and_finds_transitions(pool):
     video, truth = join([pool[4], pool[2], pool[3], pool[0]], ["cut", "dissolve", "cut"], [1, 14, 1], 27, 48)
     assert _hits(detect_learned(video, model), truth) == (3, 0, 0)
     assert detect_learned(flash(pool[4], 25, 2), model) == []  # a flash is not a boundary
+
+
+@pytest.mark.parametrize("detector", ["classical", "learned"])
+def test_streamed_detection_equals_whole_video_detection(pool, detector):
+    """Long inputs are scanned in chunks (bounded memory); transitions on and near chunk borders are found
+    once, as in one scan of the whole video."""
+    from openwfm.curate.shots import SplitConfig, find_transitions, stream_transitions
+
+    video, truth = join([pool[0], pool[2], pool[3], pool[4], pool[1], pool[0]],
+                        ["cut", "dissolve", "cut", "fade", "cut"], [1, 14, 1, 12, 1], 27, 48)
+    whole = find_transitions(video.astype(np.float32) / 255, SplitConfig(detector=detector))
+    assert _hits(whole, truth)[0] >= 4
+    for chunk in (60, 97, len(video)):  # borders on, just before and after transitions; one chunk
+        cfg = SplitConfig(detector=detector, chunk=chunk, context=64)
+        streamed, n = stream_transitions(iter(video), cfg)
+        assert n == len(video) and streamed == whole, (chunk, streamed, whole)
+    with pytest.raises(ValueError, match="split.chunk"):
+        stream_transitions(iter(video), SplitConfig(chunk=0))
+
+
+def test_a_clip_is_read_in_pieces_with_the_frames_of_one_whole_read(real_video):
+    """filter_clip decodes CLIP_PIECE source frames at a time (bounded memory on large sources): the
+    transcoded frames and the looks frames equal those of one whole read, also across a rate change."""
+    import cv2
+
+    from openwfm.curate.stages import CLIP_PIECE, CurateConfig, read_clip
+    from openwfm.video import read_video
+
+    path, start, end = real_video("vtest.avi"), 30, 30 + 2 * CLIP_PIECE + 17
+    whole = read_video(path, start, end).frames
+    cfg = CurateConfig(short_side=144, fps=4.0)  # vtest: 768x576 at 10 fps
+    frames, fps, looks = read_clip(path, start, end, 10.0, cfg)
+    keep = np.round(np.arange(0, len(whole), 10.0 / 4.0)).astype(int)
+    ref = np.stack([cv2.resize(f, (192, 144), interpolation=cv2.INTER_AREA) for f in whole[keep[keep < len(whole)]]])
+    assert fps == 4.0 and np.array_equal(frames, ref)
+    at = np.linspace(0, len(whole) - 1, 4).round().astype(int)
+    assert np.array_equal(looks, np.stack([cv2.resize(f, (341, 256), interpolation=cv2.INTER_AREA) for f in whole[at]]))
+
+
+def test_hysteresis_turns_frame_probabilities_into_transitions():
+    """A run above ``low`` is one transition when its peak passes the threshold: a wobbling run is not cut
+    in pieces, a low bump is ignored; where the frames passing the threshold span fewer than CUT_WIDTH it is
+    a cut, on the most likely frame."""
+    from openwfm.curate.shotnet import transitions_from_probs
+
+    p = np.array([0, .2, .96, .6, .97, .4, .92, .94, .6, 0, .7, .8, 0, .99, 0, .95, .97, .5], dtype=np.float32)
+    found = transitions_from_probs(p, threshold=0.9, low=0.3)
+    assert [(t.start, t.end, t.kind) for t in found] == [(2, 8, "gradual"), (13, 13, "cut"), (16, 16, "cut")]
+    plain = transitions_from_probs(p, threshold=0.9, low=0.9)  # no hysteresis: runs above the threshold
+    assert [(t.start, t.end) for t in plain] == [(2, 2), (4, 4), (7, 7), (13, 13), (16, 16)]

@@ -41,13 +41,15 @@ class MedusaHeads(nn.Module):
         for lin in self.res:
             nn.init.zeros_(lin.weight)
 
-    def forward(self, h: torch.Tensor, output: nn.Module, num: int | None = None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, output: nn.Module, num: int | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
         """(K, ..., vocab) logits of the first ``num`` (default all K) heads for hidden states h (..., dim);
-        the heads' layers run as one fused matmul (Cosmos' concatenated heads), then one vocabulary projection."""
+        the heads' layers run as one fused matmul (Cosmos' concatenated heads), then one vocabulary projection
+        — onto the vocabulary ``rows`` only when given ((K, ..., len(rows)) logits over those tokens)."""
         res = self.res[:num]
         w = torch.cat([lin.weight for lin in res])  # (k * dim, dim)
         r = F.silu(F.linear(h, w)).unflatten(-1, (len(res), h.shape[-1])).movedim(-2, 0)  # (k, ..., dim)
-        return output(h + r)
+        return output(h + r) if rows is None else F.linear(h + r, output.weight[rows])
 
 
 def medusa_loss(heads: MedusaHeads, hidden: torch.Tensor, output: nn.Module, tokens: torch.Tensor,
@@ -74,16 +76,25 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
                     cfg: SamplingConfig | None = None, context: torch.Tensor | None = None,
                     context_mask: torch.Tensor | None = None, shape: tuple[int, int, int] | None = None,
                     num_draft: int | None = None, actions: torch.Tensor | None = None,
-                    callback=None) -> tuple[torch.Tensor, dict]:
+                    callback=None, draft_vocab: str = "context") -> tuple[torch.Tensor, dict]:
     """(B, P + num_new) tokens and statistics (rounds, mean accepted drafts per round, acceptance rate);
     ``callback(done)`` after each round with the new tokens so far (one row).
-    Rows of a batch are decoded one after another (their accepted lengths differ)."""
+    Rows of a batch are decoded one after another (their accepted lengths differ).
+
+    ``draft_vocab="context"`` (default): the heads draft only among the tokens already in the sequence
+    (a video's tokens repeat across space and time), so drafting projects onto a few hundred vocabulary
+    rows instead of all of them — on a CPU the K vocabulary-wide head projections cost more than the drafts
+    save. Verification is unchanged (the base model's full distribution), so greedy output stays exactly
+    greedy and sampling keeps the base distribution (a draft law that is zero outside the context is still
+    a law). ``"all"``: the heads' full distributions."""
+    if draft_vocab not in ("context", "all"):
+        raise ValueError(f"draft_vocab must be 'context' or 'all', got '{draft_vocab}'")
     cfg = cfg or SamplingConfig()
     if prompt.shape[0] > 1:
         rows = [medusa_generate(model, heads, prompt[i:i + 1], num_new, cfg,
                                 None if context is None else context[i:i + 1],
                                 None if context_mask is None else context_mask[i:i + 1], shape, num_draft,
-                                None if actions is None else actions[i:i + 1])
+                                None if actions is None else actions[i:i + 1], None, draft_vocab)
                 for i in range(prompt.shape[0])]
         stats = {k: sum(r[1][k] for r in rows) for k in ("rounds", "drafted", "accepted")}
         return torch.cat([r[0] for r in rows]), _rates(stats)
@@ -98,14 +109,27 @@ def medusa_generate(model: ARTransformer, heads: MedusaHeads, prompt: torch.Tens
     h = hidden[0, -1]
     out = prompt[0].tolist() + [pending]
     stats = {"rounds": 0, "drafted": 0, "accepted": 0}
+    vocab = model.output.weight.shape[0]
+    seen = torch.zeros(vocab, dtype=torch.bool, device=prompt.device)
+    rows = None
     while len(out) < total:
         k = min(k_max, total - len(out))  # drafts beyond the requested length are never needed
-        head_logits = heads(h, model.output, k)  # (k, vocab)
+        if draft_vocab == "context":
+            new_rows = torch.tensor([t for t in out[-k_max - 1:] if t < vocab] if rows is not None else
+                                    [t for t in out if t < vocab], dtype=torch.long, device=prompt.device)
+            if rows is None or not bool(seen[new_rows].all()):
+                seen[new_rows] = True
+                rows = seen.nonzero()[:, 0]
+        head_logits = heads(h, model.output, k, rows)  # (k, vocab or len(rows))
         if greedy:
             drafts = head_logits.argmax(-1)
         else:
             q = token_probs(head_logits, cfg)
             drafts = torch.multinomial(q.cpu(), 1, generator=gen)[:, 0].to(q.device)
+        if rows is not None:  # back to vocabulary indices (and the draft law over the whole vocabulary)
+            drafts = rows[drafts]
+            if not greedy:
+                q = torch.zeros(k, vocab, device=q.device).index_copy_(1, rows, q)
         step = torch.cat([torch.tensor([pending], device=prompt.device), drafts])[None]
         start = cache.length
         logits, hidden = model(step, cache, context, context_mask, shape, return_hidden=True, actions=actions)

@@ -219,8 +219,9 @@ def shots_cmd(videos: List[Path] = typer.Argument(..., help="Video files."),
     (dissolves, fades) belong to no shot."""
     import csv
 
-    from openwfm.curate.shots import SplitConfig, find_transitions, shots, small_frames
-    from openwfm.video import read_video, write_video
+    from openwfm.curate.shots import SplitConfig, shots
+    from openwfm.curate.stages import detect_shots
+    from openwfm.video import probe, read_video, write_video
 
     if detector not in ("learned", "classical"):
         raise typer.BadParameter(f"'{detector}': learned or classical", param_hint="--detector")
@@ -229,16 +230,16 @@ def shots_cmd(videos: List[Path] = typer.Argument(..., help="Video files."),
     with _progress() as progress:
         task = progress.add_task("shots", total=len(videos))
         for path in videos:
-            video = read_video(path)
-            found = find_transitions(small_frames(video.frames, cfg.size), cfg)
+            fps = probe(path).fps  # a clear error for what is not a video; then one streamed pass
+            found, num, _ = detect_shots(path, cfg)
             kinds = {t.start: t.kind for t in found}
-            for i, (a, b) in enumerate(shots(len(video.frames), found), 1):
+            for i, (a, b) in enumerate(shots(num, found), 1):
                 row = {"video": str(path), "shot": i, "start_frame": a, "end_frame": b, "frames": b - a,
-                       "start_s": round(a / video.fps, 3), "end_s": round(b / video.fps, 3),
-                       "ends_with": kinds.get(b, "end") if b < len(video.frames) else "end"}
+                       "start_s": round(a / fps, 3), "end_s": round(b / fps, 3),
+                       "ends_with": kinds.get(b, "end") if b < num else "end"}
                 if split is not None:
                     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)
-                    row["file"] = str(write_video(split / f"{name}-shot-{i:03d}.mp4", video.frames[a:b], video.fps))
+                    row["file"] = str(write_video(split / f"{name}-shot-{i:03d}.mp4", read_video(path, a, b).frames, fps))
                 rows.append(row)
             progress.advance(task)
     table = Table("video", "shot", "frames", "start s", "end s", "ends with", title=f"{len(rows)} shots")

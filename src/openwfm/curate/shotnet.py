@@ -22,6 +22,7 @@ from torch import nn
 from openwfm.curate.transitions import Transition
 
 WINDOW, CONTEXT = 64, 16  # training window; frames on each side of an inference window used only as context
+CUT_WIDTH = 5  # frames above the threshold spanning fewer than this are one cut (dissolves and fades are longer)
 INFER_WINDOW = 160  # the network is convolutional in time: longer windows at inference, less overlap
 WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "shotnet"
 
@@ -38,6 +39,17 @@ class DDCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(torch.cat([c(x) for c in self.convs], dim=1)))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the (eval-mode) batch norm into the convolutions: same outputs, one pass less."""
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        shift = self.bn.bias - self.bn.running_mean * scale
+        for k, conv in enumerate(self.convs):
+            sl = slice(k * conv.out_channels, (k + 1) * conv.out_channels)
+            conv.weight.mul_(scale[sl].view(-1, 1, 1, 1, 1))
+            conv.bias.mul_(scale[sl]).add_(shift[sl])
+        self.bn = nn.Identity()
 
 
 class ShotNet(nn.Module):
@@ -88,7 +100,8 @@ class ShotNet(nn.Module):
 
 
 def load_shotnet(path: str | Path | None = None) -> ShotNet:
-    """The shipped detector (or one saved by ``save_shotnet`` at ``path``), in eval mode."""
+    """The shipped detector (or one saved by ``save_shotnet`` at ``path``), in eval mode with its batch norms
+    folded into the convolutions (inference only)."""
     from safetensors.torch import load_file
 
     d = Path(path) if path else WEIGHTS
@@ -96,18 +109,23 @@ def load_shotnet(path: str | Path | None = None) -> ShotNet:
     model = ShotNet(tuple(cfg["widths"]), cfg["hist_bins"])
     model.load_state_dict(load_file(str(d / "model.safetensors")))
     model.threshold = float(cfg.get("threshold", 0.5))
-    return model.eval()
+    model.low = float(cfg.get("low", model.threshold))
+    model.eval()
+    for block in model.blocks:
+        block.fuse()
+    return model
 
 
-def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict) -> Path:
+def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict, low: float | None = None) -> Path:
     from openwfm.files import save_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    widths = [b.bn.num_features for b in model.blocks]
+    widths = [sum(c.out_channels for c in b.convs) for b in model.blocks]
     (out / "config.json").write_text(json.dumps({"widths": widths, "hist_bins": model.hist_bins,
-                                                 "threshold": threshold, **info}, indent=1))
+                                                 "threshold": threshold, "low": threshold if low is None else low,
+                                                 **info}, indent=1))
     return out
 
 
@@ -130,19 +148,34 @@ def frame_probs(model: ShotNet, frames: np.ndarray, batch: int = 4) -> np.ndarra
     return out
 
 
-def detect_learned(frames: np.ndarray, model: ShotNet | None = None, threshold: float | None = None
-                   ) -> list[Transition]:
-    """Transitions from per-frame probabilities: runs above the threshold (one frame: a cut)."""
+def detect_learned(frames: np.ndarray, model: ShotNet | None = None, threshold: float | None = None,
+                   low: float | None = None) -> list[Transition]:
+    """Transitions from per-frame probabilities, with hysteresis: a run of frames above ``low`` that
+    reaches ``threshold`` somewhere is one transition (one or two frames: a cut). Both default to the
+    model's calibrated values (``low`` defaults to the threshold: plain runs above it)."""
     model = model or load_shotnet()
     thr = threshold if threshold is not None else getattr(model, "threshold", 0.5)
-    p = frame_probs(model, frames) > thr
+    low = low if low is not None else min(thr, getattr(model, "low", thr))
+    return transitions_from_probs(frame_probs(model, frames), thr, low)
+
+
+def transitions_from_probs(probs: np.ndarray, threshold: float, low: float) -> list[Transition]:
+    """Runs of ``probs > low`` whose peak is above ``threshold``, as transitions: a cut where the frames
+    passing the threshold span fewer than ``CUT_WIDTH`` frames (the network marks a few frames around a
+    cut), placed on the most likely frame; a gradual transition over the whole run otherwise."""
+    above = probs > low
     out, i = [], 0
-    while i < len(p):
-        if p[i]:
+    while i < len(above):
+        if above[i]:
             j = i
-            while j + 1 < len(p) and p[j + 1]:
+            while j + 1 < len(above) and above[j + 1]:
                 j += 1
-            out.append(Transition(i, j, "cut" if j - i <= 1 else "gradual"))
+            core = np.flatnonzero(probs[i:j + 1] > threshold)
+            if len(core) and core[-1] - core[0] < CUT_WIDTH:  # a cut: on its most likely frame
+                peak = i + int(np.argmax(probs[i:j + 1]))
+                out.append(Transition(peak, peak, "cut"))
+            elif len(core):
+                out.append(Transition(i, j, "gradual"))
             i = j + 1
         else:
             i += 1

@@ -14,6 +14,7 @@ Clip rules (``ClipRules``): trim the ends, split long shots, drop short ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -35,6 +36,8 @@ class SplitConfig:
     blend: float = 0.35  # and the middle frame is the mean of the ends within this fraction of that change
     fade_std: float = 0.03  # a frame this uniform (std of [0, 1] values) is a fade frame
     size: tuple[int, int] = (27, 48)  # (h, w) the detector works at
+    chunk: int = 4096  # frames a long video is scanned in (each with ``context`` more on both sides):
+    context: int = 64  # memory is bounded by the chunk, not the video's length
 
 
 @dataclass
@@ -137,6 +140,39 @@ def find_transitions(small: np.ndarray, cfg: SplitConfig | None = None) -> list[
     elif cfg.detector != "classical":
         raise ValueError(f"split.detector must be 'learned' or 'classical', got '{cfg.detector}'")
     return detect(small, cfg)
+
+
+def stream_transitions(frames: Iterable[np.ndarray], cfg: SplitConfig | None = None
+                       ) -> tuple[list[Transition], int]:
+    """Transitions and frame count of a stream of uint8 (h, w, 3) frames at the detector's size, scanned
+    in chunks of ``cfg.chunk`` frames that see ``cfg.context`` frames of their neighbours on each side (more
+    than either detector looks at); a transition belongs to the chunk its first frame lies in. Memory holds
+    one chunk and its context whatever the video's length; a video of at most ``chunk + context`` frames
+    is scanned whole (``find_transitions``)."""
+    cfg = cfg or SplitConfig()
+    if cfg.chunk < 1 or cfg.context < 0:
+        raise ValueError(f"split.chunk must be >= 1 and split.context >= 0, got {cfg.chunk} and {cfg.context}")
+    buf: list[np.ndarray] = []  # frames offset .. offset + len(buf) - 1
+    offset = core = 0  # core: the first frame whose transitions are not decided yet
+    found: list[Transition] = []
+
+    def scan(end: int | None) -> None:  # decide the transitions starting in [core, end); None: the rest
+        nonlocal buf, offset, core
+        for tr in find_transitions(np.stack(buf).astype(np.float32) / 255, cfg):
+            start = tr.start + offset
+            if start >= core and (end is None or start < end):
+                found.append(Transition(start, tr.end + offset, tr.kind))
+        if end is not None:
+            drop = max(0, end - cfg.context - offset)
+            buf, offset, core = buf[drop:], offset + drop, end
+
+    for f in frames:
+        buf.append(f)
+        if offset + len(buf) >= core + cfg.chunk + cfg.context:
+            scan(core + cfg.chunk)
+    if buf:
+        scan(None)
+    return found, offset + len(buf)
 
 
 def shots(num_frames: int, transitions: list[Transition]) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +27,14 @@ from openwfm.config import register_preset
 from openwfm.curate.aesthetic import AestheticConfig
 from openwfm.video.motion import MotionConfig, motion_decision, motion_scores
 from openwfm.curate.quality import QualityConfig, quality_decision, quality_scores
-from openwfm.curate.shots import ClipRules, SplitConfig, clips, find_transitions, shots
+from openwfm.curate.shots import ClipRules, SplitConfig, clips, shots, stream_transitions
+from openwfm.curate.transitions import Transition
 from openwfm.curate.text_overlay import OverlayTextConfig, text_decision, text_scores
 from openwfm.curate.videotype import TypeConfig
 
 log = logging.getLogger(__name__)
 
+LOOKS_FRAMES = 4  # frames of a clip its embedding (dedup, looks score) sees, at a short side of 256 px: its scale
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
 
@@ -136,34 +139,49 @@ def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def small_frames_of(path: str | os.PathLike, size: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """Every frame of a video at the detector's size (h, w), float32 in [0, 1], and its frame rate;
-    decoded once, in order. 4:2:0 frames are scaled plane by plane (area averaging) and converted to RGB
-    at the small size: converting full frames first costs ~10x the decode itself."""
+def iter_small_frames(container, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Every frame of an open container's first video stream at the detector's size (h, w), uint8 RGB,
+    decoded in order one at a time (nothing else is held). 4:2:0 frames are scaled plane by plane (area
+    averaging) and converted to RGB at the small size: converting full frames first costs ~10x the decode."""
     h, w = size
-    frames = []
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    for frame in _decode_until_error(container, stream):
+        if frame.format.name in ("yuv420p", "yuvj420p") and frame.height % 2 == 0 and frame.width % 2 == 0:
+            planes = frame.to_ndarray()  # (H * 3/2, W): Y, then U and V quarter planes
+            fh, fw = frame.height, frame.width
+            y = cv2.resize(planes[:fh], (w, h), interpolation=cv2.INTER_AREA)
+            uv = planes[fh:].reshape(2, fh // 2, fw // 2)
+            u = cv2.resize(uv[0], (w, h), interpolation=cv2.INTER_AREA)
+            v = cv2.resize(uv[1], (w, h), interpolation=cv2.INTER_AREA)
+            yield _yuv_to_rgb(y, u, v)
+        else:
+            yield frame.to_ndarray(width=w, height=h, format="rgb24")
+
+
+def small_frames_of(path: str | os.PathLike, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Every frame of a video at the detector's size (h, w), float32 in [0, 1], and its frame rate (the
+    whole video in memory: for training sets and benchmarks; curation streams, ``iter_small_frames``)."""
     with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
-        try:
-            decoded = list(_decode_until_error(c, stream))
-        except av.error.FFmpegError:
-            decoded = []
-        for frame in decoded:
-            if frame.format.name in ("yuv420p", "yuvj420p") and frame.height % 2 == 0 and frame.width % 2 == 0:
-                planes = frame.to_ndarray()  # (H * 3/2, W): Y, then U and V quarter planes
-                fh, fw = frame.height, frame.width
-                y = cv2.resize(planes[:fh], (w, h), interpolation=cv2.INTER_AREA)
-                uv = planes[fh:].reshape(2, fh // 2, fw // 2)
-                u = cv2.resize(uv[0], (w, h), interpolation=cv2.INTER_AREA)
-                v = cv2.resize(uv[1], (w, h), interpolation=cv2.INTER_AREA)
-                frames.append(_yuv_to_rgb(y, u, v))
-            else:
-                frames.append(frame.to_ndarray(width=w, height=h, format="rgb24"))
+        fps = _frame_rate(c)
+        frames = list(iter_small_frames(c, size))
     if not frames:
         raise ValueError("no decodable video frames")
     return np.stack(frames).astype(np.float32) / 255, fps
+
+
+def detect_shots(path: str | os.PathLike, cfg: SplitConfig) -> tuple[list[Transition], int, float]:
+    """Transitions, decoded frame count and frame rate of a video file, streamed: one pass of decoding,
+    one chunk of detector-size frames in memory (``shots.stream_transitions``)."""
+    with av.open(str(path)) as c:
+        fps = _frame_rate(c)
+        transitions, num = stream_transitions(iter_small_frames(c, cfg.size), cfg)
+    return transitions, num, fps
+
+
+def _frame_rate(container) -> float:
+    stream = container.streams.video[0]
+    return float(stream.average_rate or stream.guessed_rate or 0) or 0.0
 
 
 def _decode_until_error(container, stream):
@@ -175,36 +193,50 @@ def _decode_until_error(container, stream):
         log.warning("%s: decoding stopped early (%s)", container.name, e)
 
 
-def _transcode(frames: np.ndarray, src_fps: float, cfg: CurateConfig) -> tuple[np.ndarray, float]:
-    """Frames at the target rate (nearest source frames) and size (short side, even sides)."""
-    fps = src_fps
+CLIP_PIECE = 64  # source frames filter_clip decodes at a time
+
+
+def read_clip(path: str | os.PathLike, start: int, end: int, src_fps: float, cfg: CurateConfig
+              ) -> tuple[np.ndarray, float, np.ndarray]:
+    """Frames [start, end) of a video transcoded to the target rate (nearest source frames) and size (short
+    side, even sides), their frame rate, and ``LOOKS_FRAMES`` source frames spread over the clip at a short
+    side of 256 px. Decoded ``CLIP_PIECE`` source frames at a time: memory holds the transcoded clip and
+    one piece at the source size, however large the source."""
+    from openwfm.video import read_video
+
+    n = end - start
+    fps, keep = src_fps, np.arange(n)
     if cfg.fps and src_fps and cfg.fps < src_fps:
-        idx = np.round(np.arange(0, len(frames), src_fps / cfg.fps)).astype(int)
-        frames, fps = frames[idx[idx < len(frames)]], cfg.fps
-    h, w = frames.shape[1:3]
-    if cfg.short_side and min(h, w) != cfg.short_side:
-        s = cfg.short_side / min(h, w)
-        size = (max(2, round(w * s) // 2 * 2), max(2, round(h * s) // 2 * 2))
-        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-    elif h % 2 or w % 2:
-        frames = frames[:, : h - h % 2, : w - w % 2]
-    return frames, fps
+        keep = np.round(np.arange(0, n, src_fps / cfg.fps)).astype(int)
+        fps = cfg.fps
+    keep_at = set(keep[keep < n].tolist())
+    looks_at = set(np.linspace(0, n - 1, min(LOOKS_FRAMES, n)).round().astype(int).tolist())
+    frames, looks, i = [], [], 0
+    for a in range(start, end, CLIP_PIECE):
+        for f in read_video(path, a, min(end, a + CLIP_PIECE)).frames:
+            if i in looks_at:
+                looks.append(_resize_short(f, 256, even=False))
+            if i in keep_at:
+                frames.append(_resize_short(f, cfg.short_side, even=True))
+            i += 1
+    return np.stack(frames), fps, np.stack(looks)
+
+
+def _resize_short(frame: np.ndarray, short_side: int, even: bool) -> np.ndarray:
+    """A frame at the given short side (0: as it is); ``even``: both sides even (video encoders need it),
+    area-averaged (the transcode); otherwise area averaging down and bilinear up (the looks frames)."""
+    h, w = frame.shape[:2]
+    if not short_side or min(h, w) == short_side:
+        return frame[: h - h % 2, : w - w % 2] if even else frame
+    s = short_side / min(h, w)
+    size = (max(2, round(w * s) // 2 * 2), max(2, round(h * s) // 2 * 2)) if even else \
+        (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if s < 1 or even else cv2.INTER_LINEAR)
 
 
 def _shipped(module: str) -> bool:
     """Whether a shipped classifier's weights are installed (``assets/<module>/model.safetensors``)."""
     return (Path(__file__).resolve().parent.parent / "assets" / module / "model.safetensors").is_file()
-
-
-def _looks_frames(frames: np.ndarray, num: int = 4, short_side: int = 256) -> np.ndarray:
-    """``num`` frames spread over the clip at a short side of 256 px, whatever the transcode size: the
-    clip embedding (dedup, looks score) is calibrated at that scale."""
-    idx = np.linspace(0, len(frames) - 1, min(num, len(frames))).round().astype(int)
-    h, w = frames.shape[1:3]
-    s = short_side / min(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, size, interpolation=interp) for f in frames[idx]])
 
 
 def split_input(path: str | os.PathLike, cfg: CurateConfig) -> tuple[dict, list[dict], list[dict]]:
@@ -215,30 +247,31 @@ def split_input(path: str | os.PathLike, cfg: CurateConfig) -> tuple[dict, list[
     path = Path(path)
     iid = input_id(path)
     base = {"type": "input", "id": iid, "path": str(path)}
-    try:
-        small, fps = small_frames_of(path, cfg.split.size)
+    try:  # streamed: the detector keeps one chunk of small frames, whatever the video's length
+        transitions, num, fps = detect_shots(path, cfg.split)
         if fps <= 0:
             raise ValueError("the stream has no frame rate")
+        if not num:
+            raise ValueError("no decodable video frames")
         from openwfm.video import count_frames
 
         present, declared, problem = count_frames(path)
     except Exception as e:  # noqa: BLE001 - any unreadable input is quarantined, never fatal
         return {**base, "status": "failed", "error": f"unreadable video: {type(e).__name__}: {e}"}, [], []
     expected = max(present, declared)
-    if len(small) < expected:  # truncated or damaged: accounted for, by the configured policy
-        note = {"decoded": len(small), "declared": expected,
-                "error": f"decoded {len(small)} of {expected} frames" + (f" ({problem})" if problem else "")}
+    if num < expected:  # truncated or damaged: accounted for, by the configured policy
+        note = {"decoded": num, "declared": expected,
+                "error": f"decoded {num} of {expected} frames" + (f" ({problem})" if problem else "")}
         if cfg.partial == "drop":
             return {**base, "status": "failed", **note, "error": note["error"] + "; partial=drop"}, [], []
         base = {**base, **note}
-    transitions = find_transitions(small, cfg.split)
-    kept, dropped = clips(shots(len(small), transitions), fps, cfg.rules)
+    kept, dropped = clips(shots(num, transitions), fps, cfg.rules)
     dropped_recs = [{"type": "clip", "id": f"{iid}-d{k:03d}", "input": iid, "status": "dropped", "reason": reason,
                      "start": s / fps, "end": e / fps} for k, (s, e, reason) in enumerate(dropped)]
     jobs = [{"rec": {"type": "clip", "id": f"{iid}-{k:04d}", "input": iid, "start": s / fps, "end": e / fps,
                      "source": str(path)}, "frames": (s, e), "fps": fps} for k, (s, e) in enumerate(kept)]
     status = "partial" if "declared" in base else "done"
-    return ({**base, "status": status, "fps": fps, "frames": len(small), "transitions": len(transitions)},
+    return ({**base, "status": status, "fps": fps, "frames": num, "transitions": len(transitions)},
             dropped_recs, jobs)
 
 
@@ -246,18 +279,17 @@ def filter_clip(job: dict, cfg: CurateConfig, out_dir: str | os.PathLike) -> dic
     """Stage 2 (transcode + filters + embedding): the clip's record, ``kept`` (its mp4 and embedding
     written, not yet captioned), ``dropped`` with the first failing filter's reason, or ``failed``."""
     from openwfm.curate.dedup import clip_embedding
-    from openwfm.video import read_video, write_video
+    from openwfm.video import write_video
 
     rec, (s, e), out = dict(job["rec"]), job["frames"], Path(out_dir)
     try:
-        source = read_video(rec["source"], s, e).frames
-        frames, clip_fps = _transcode(source, job["fps"], cfg)
+        frames, clip_fps, looks = read_clip(rec["source"], s, e, job["fps"], cfg)
         scores = {**motion_scores(frames, clip_fps, cfg.motion), **quality_scores(frames, cfg.quality),
                   "duration": len(frames) / clip_fps, "width": frames.shape[2], "height": frames.shape[1]}
         why = motion_decision(scores, cfg.motion) or quality_decision(scores, cfg.quality)
         emb = None
         if not why:
-            emb = clip_embedding(_looks_frames(source))
+            emb = clip_embedding(looks)
             if cfg.aesthetic_filter and _shipped("aesthetic"):
                 from openwfm.curate.aesthetic import aesthetic_decision, aesthetic_score
 

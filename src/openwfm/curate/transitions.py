@@ -99,25 +99,132 @@ def labels(num_frames: int, transitions: list[Transition]) -> np.ndarray:
     return y
 
 
+def shake(frames: np.ndarray, rng: np.random.Generator, pixels: float = 0.06) -> np.ndarray:
+    """Hand-held jitter: every frame shifted at random by up to ``pixels`` x the frame size (not a boundary)."""
+    t, h, w = frames.shape[:3]
+    out = np.empty_like(frames)
+    for i in range(t):
+        dx, dy = rng.uniform(-pixels, pixels, 2) * (w, h)
+        m = np.array([[1.0, 0, dx], [0, 1.0, dy]])
+        out[i] = cv2.warpAffine(frames[i], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
+def occluder(frames: np.ndarray, patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Something passing close to the camera: a large ``patch`` (uint8 (h', w', 3)) sweeps across the frame in
+    a few frames and leaves the same shot behind it (not a boundary, though it can cover most of a frame)."""
+    t, h, w = frames.shape[:3]
+    out = frames.copy()
+    ph, pw = min(h, patch.shape[0]), min(w, patch.shape[1])
+    n = int(rng.integers(3, 10))
+    start = int(rng.integers(0, max(1, t - n)))
+    y = int(rng.integers(0, h - ph + 1))
+    xs = np.linspace(-pw, w, n + 2)[1:-1].astype(int)
+    if rng.random() < 0.5:
+        xs = xs[::-1]
+    for i, x in enumerate(xs):
+        if start + i >= t:
+            break
+        a, b = max(0, x), min(w, x + pw)
+        if b > a:
+            out[start + i, y:y + ph, a:b] = patch[:ph, a - x:b - x]
+    return out
+
+
+def exposure(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A smooth exposure or white-balance drift over the segment (a camera adapting): not a fade."""
+    t = len(frames)
+    gain = np.linspace(1, rng.uniform(0.5, 1.6), t)[:, None, None, None] * rng.uniform(0.85, 1.15, 3)
+    return np.clip(frames.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
 def random_video(pool: list[np.ndarray], rng: np.random.Generator, num_segments: int = 4, h: int = 27, w: int = 48,
-                 min_len: int = 20, max_len: int = 60, distractors: bool = True) -> tuple[np.ndarray, list[Transition]]:
+                 min_len: int = 20, max_len: int = 60, distractors: bool = True,
+                 hard: bool = False) -> tuple[np.ndarray, list[Transition]]:
     """Segments drawn from ``pool`` (random windows), joined by random transitions, with flashes and fast
-    motion inside some segments."""
-    segs = []
-    for _ in range(num_segments):
-        src = pool[int(rng.integers(len(pool)))]
+    motion inside some segments. ``hard`` (training): also cuts to a look-alike shot (one of the three
+    closest in mean colour), segments played 2-3x faster, hand-held shake, things passing close to the
+    camera and exposure drifts."""
+    segs, src_i = [], int(rng.integers(len(pool)))
+    looks = np.stack([p[0].reshape(-1, 3).mean(0) for p in pool]) if hard else None
+    for k in range(num_segments):
+        if k and hard and rng.random() < 0.25 and len(pool) > 1:  # hard: a quarter go to a look-alike shot
+            dist = np.abs(looks - looks[src_i]).sum(1)
+            dist[src_i] = np.inf
+            src_i = int(rng.choice(np.argsort(dist)[:3]))
+        elif k:
+            src_i = int(rng.integers(len(pool)))
+        src = pool[src_i]
+        stride = int(rng.choice([1, 1, 1, 2, 3])) if hard else 1
         n = int(rng.integers(min_len, max_len + 1))
-        n = min(n, len(src))
-        s = int(rng.integers(0, len(src) - n + 1))
-        seg = _fit(src[s:s + n], h, w)
+        n = min(n, len(src) // stride)
+        s = int(rng.integers(0, len(src) - n * stride + 1))
+        seg = _fit(src[s:s + n * stride:stride], h, w)
         if distractors and rng.random() < 0.25:
             seg = fast_motion(seg, rng)
         if distractors and rng.random() < 0.25 and len(seg) > 8:
             seg = flash(seg, int(rng.integers(2, len(seg) - 4)), int(rng.integers(1, 3)))
+        if hard and rng.random() < 0.2:
+            seg = shake(seg, rng)
+        if hard and rng.random() < 0.15:
+            other = _fit(pool[int(rng.integers(len(pool)))][:1], h, w)[0]
+            ph, pw = int(h * rng.uniform(0.4, 1.0)), int(w * rng.uniform(0.2, 0.6))
+            seg = occluder(seg, other[:ph, :pw], rng)
+        if hard and rng.random() < 0.15:
+            seg = exposure(seg, rng)
         segs.append(seg)
     kinds = [str(rng.choice(KINDS, p=[0.55, 0.2, 0.15, 0.1])) for _ in range(num_segments - 1)]
     lengths = [int(rng.integers(6, 20)) for _ in kinds]
     return join(segs, kinds, lengths, h, w, rng)
+
+
+def footage_pieces(videos: dict[str, tuple[str, np.ndarray, list[int]]], size: tuple[int, int], piece: int = 90,
+                   min_len: int = 12) -> list[tuple[str, str, np.ndarray]]:
+    """Pieces ``(source, family, frames)`` of at most ``piece`` frames, resized to ``size`` (h, w), of
+    ``videos`` ``{source: (family, uint8 frames, frames where the source itself cuts)}``: no piece spans a cut."""
+    out = []
+    for name, (family, frames, cuts) in sorted(videos.items()):
+        frames = _fit(frames, *size)
+        bounds = [0, *cuts, len(frames)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            for s in range(a, b, piece):
+                if min(b, s + piece) - s >= min_len:
+                    out.append((name, family, frames[s:min(b, s + piece)]))
+    return out
+
+
+def edited_video(pool: list[tuple[str, str, np.ndarray]], rng: np.random.Generator, h: int, w: int
+                 ) -> tuple[np.ndarray, list[Transition]]:
+    """An edited video of 4-6 pieces of ``pool`` (``footage_pieces``), each from another source than the one
+    before it, joined by cuts (a third of them to a look-alike source of the same family where there is one,
+    labeled ``cut (look-alike)``), dissolves, fades and wipes, with fast camera motion and flashes inside a
+    quarter of the pieces each. A gradual transition takes at most a third of either piece, so transitions
+    never overlap. Two moments of one source are never joined: in a static-camera recording that "cut" can
+    be a ball moving a few pixels, no shot boundary. (The held-out benchmark and the detector's calibration.)"""
+    n = int(rng.integers(4, 7))
+    kinds = [str(rng.choice(KINDS, p=[0.5, 0.2, 0.18, 0.12])) for _ in range(n - 1)]
+    picks, similar = [int(rng.integers(len(pool)))], []
+    for k in kinds:
+        name, fam = pool[picks[-1]][:2]
+        alike = [i for i, p in enumerate(pool) if p[1] == fam and p[0] != name]
+        other = [i for i, p in enumerate(pool) if p[0] != name] or list(range(len(pool)))
+        sim = k == "cut" and bool(alike) and rng.random() < 1 / 3
+        similar.append(sim)
+        picks.append(int(rng.choice(alike if sim else other)))
+    segs = []
+    for i in picks:
+        seg = pool[i][2]
+        length = int(rng.integers(min(20, len(seg)), len(seg) + 1))
+        s = int(rng.integers(0, len(seg) - length + 1))
+        seg = seg[s:s + length]
+        if rng.random() < 0.25:
+            seg = fast_motion(seg, rng)
+        if rng.random() < 0.25 and len(seg) > 10:
+            seg = flash(seg, int(rng.integers(3, len(seg) - 5)), int(rng.integers(1, 3)))
+        segs.append(seg)
+    lengths = [max(2, min(int(rng.integers(8, 20)), len(a) // 3, len(b) // 3)) for a, b in zip(segs, segs[1:])]
+    video, truth = join(segs, kinds, lengths, h, w, rng)
+    return video, [Transition(t.start, t.end, "cut (look-alike)" if s else t.kind) for t, s in zip(truth, similar)]
 
 
 def match(predicted: list[float], truth: list[Transition], slack: int = 2) -> tuple[int, int, int]:

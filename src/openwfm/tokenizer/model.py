@@ -189,14 +189,20 @@ class Tokenizer(nn.Module):
         """Start as the best linear code (DC-AE's residual autoencoding with a PCA basis): the shortcut
         encodes the Haar coefficients of ``videos`` (B, C, T, H, W) onto their top ``latent_channels``
         principal directions and decodes them back, and the convolutional paths start at zero (their last
-        layers zeroed), so the untrained tokenizer is exactly that PCA and training only adds to it."""
+        layers zeroed), so the untrained tokenizer is exactly that PCA and training only adds to it. A
+        discrete (FSQ) tokenizer scales each direction to unit standard deviation before the quantizer."""
         if not self.cfg.shortcut:
             raise TokenizerError("init_shortcut needs a tokenizer built with shortcut=true")
         self.check_video(videos)
-        mean, basis = pca_basis(haar_patch(videos.float(), self.cfg.patch_size), self.cfg.latent_channels)
-        self.encode_shortcut.weight.copy_(basis[:, :, None, None, None])
-        self.encode_shortcut.bias.copy_(-basis @ mean)
-        self.decode_shortcut.weight.copy_(basis.T[:, :, None, None, None])
+        coeffs = haar_patch(videos.float(), self.cfg.patch_size)
+        mean, basis = pca_basis(coeffs, self.cfg.latent_channels)
+        scale = torch.ones(len(basis))
+        if self.cfg.discrete:  # FSQ squashes each channel with tanh: give every component unit spread
+            rows = coeffs.movedim(1, -1).reshape(-1, coeffs.shape[1])
+            scale = ((rows - mean) @ basis.T).std(0).clamp_min(1e-6)
+        self.encode_shortcut.weight.copy_((basis / scale[:, None])[:, :, None, None, None])
+        self.encode_shortcut.bias.copy_(-(basis @ mean) / scale)
+        self.decode_shortcut.weight.copy_((basis.T * scale)[:, :, None, None, None])
         self.decode_shortcut.bias.copy_(mean)
         for layer in (self.quant_conv, self.decoder.conv_out.temporal):
             layer.weight.zero_()
