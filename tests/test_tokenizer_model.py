@@ -327,3 +327,25 @@ def test_param_count_matches_diffusers():
     assert sum(p.numel() for p in ref.parameters()) == CV8X8X8_PARAMS
     with pytest.raises(ConfigError, match="FSQ"):
         to_diffusers(tiny("DV4x8x8").state_dict())
+
+
+def test_a_discrete_shortcut_tokenizer_starts_with_unit_spread_before_fsq():
+    """FSQ squashes each channel with tanh: the PCA directions of a discrete shortcut tokenizer are scaled to
+    unit standard deviation on the init clips (else the first components saturate), and the decoding
+    shortcut undoes the scale (a code decodes to the PCA reconstruction of its unquantized value)."""
+    from openwfm.tokenizer.haar import haar_patch, haar_unpatch
+    from openwfm.tokenizer.model import pca_basis
+
+    cfg = make_config(TokenizerConfig, preset="tiny-DV4x8x8", overrides=[
+        "spatial_compression=4", "channels_mult=[1]", "attn_resolutions=[]", "shortcut=true"])
+    m = Tokenizer(cfg)
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool3d(torch.rand(3, 3, 9, 16, 16, generator=g) * 2 - 1, (1, 3, 3), 1, (0, 1, 1))
+    m.init_shortcut(x)
+    with torch.no_grad():
+        z = m.encode_latent(x)
+        std = z.movedim(1, -1).reshape(-1, z.shape[1]).std(0)
+        torch.testing.assert_close(std, torch.ones_like(std), atol=1e-3, rtol=0)
+        mean, basis = pca_basis(haar_patch(x, 4), len(cfg.levels))
+        pca = haar_unpatch(((haar_patch(x, 4).movedim(1, -1) - mean) @ basis.T @ basis + mean).movedim(-1, 1), 4)
+        torch.testing.assert_close(m.decode(z), pca, atol=1e-4, rtol=0)
