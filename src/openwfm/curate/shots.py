@@ -129,17 +129,17 @@ def _changes(f: np.ndarray) -> np.ndarray:
 
 
 def find_transitions(small: np.ndarray, cfg: SplitConfig | None = None) -> list[Transition]:
-    """Transitions of float32 [0, 1] frames at the detector's size, with the configured detector (the
-    classical one when the learned one's weights are not installed)."""
+    """Transitions of frames at the detector's size (uint8, or float32 in [0, 1]), with the configured
+    detector (the classical one when the learned one's weights are not installed)."""
     cfg = cfg or SplitConfig()
     if cfg.detector == "learned":
         from openwfm.curate.shotnet import WEIGHTS, detect_learned
 
         if (WEIGHTS / "model.safetensors").is_file():
-            return detect_learned((small * 255).round().astype(np.uint8))
+            return detect_learned(small if small.dtype == np.uint8 else (small * 255).round().astype(np.uint8))
     elif cfg.detector != "classical":
         raise ValueError(f"split.detector must be 'learned' or 'classical', got '{cfg.detector}'")
-    return detect(small, cfg)
+    return detect(small.astype(np.float32) / 255 if small.dtype == np.uint8 else small, cfg)
 
 
 def stream_transitions(frames: Iterable[np.ndarray], cfg: SplitConfig | None = None
@@ -158,7 +158,7 @@ def stream_transitions(frames: Iterable[np.ndarray], cfg: SplitConfig | None = N
 
     def scan(end: int | None) -> None:  # decide the transitions starting in [core, end); None: the rest
         nonlocal buf, offset, core
-        for tr in find_transitions(np.stack(buf).astype(np.float32) / 255, cfg):
+        for tr in find_transitions(np.stack(buf), cfg):
             start = tr.start + offset
             if start >= core and (end is None or start < end):
                 found.append(Transition(start, tr.end + offset, tr.kind))
