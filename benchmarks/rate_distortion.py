@@ -2,7 +2,10 @@
 
 Rate is bits per pixel (bpp; raw RGB is 24) and the compression ratio 24 / bpp:
 - continuous tokenizer: its latent stored at 16 bits (fp16), then uniformly quantized to 8, 6 and 4 bits
-  per value (per channel, clipped at +-4 std): one tokenizer, several points of the curve;
+  per value (uniformly over each channel's range in the clip: 2 numbers per channel of side information, not
+  counted); one tokenizer, several points of the curve. (Until 2026-12-07 the range was +-4 latent std from
+  the tokenizer's config; a shortcut tokenizer's config holds one std shared by its PCA-like channels, which
+  clipped its first channel, so the range is now measured per channel; cv4x8x8-s moves by <= 0.16 dB);
 - discrete tokenizer: log2(codebook) = 15.97 bits per token (no entropy coding);
 - H.264 (libx264, yuv420p, medium preset): the whole mp4 file, header included, at several CRFs.
 Distortion is PSNR / SSIM of the reconstruction in RGB. Clips are 17 frames of held-out video. The last
@@ -34,11 +37,12 @@ from openwfm.video.transforms import from_tensor, to_tensor
 CRFS = (12, 20, 28, 36, 44, 51)
 
 
-def quantize(z: torch.Tensor, bits: int, std: torch.Tensor) -> torch.Tensor:
-    """Uniform ``bits``-bit quantization of each channel over [-4 std, 4 std] (16: fp16 storage)."""
+def quantize(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Uniform ``bits``-bit quantization of each channel of (B, C, T, H, W) over its range (16: fp16 storage)."""
     if bits == 16:
         return z.half().float()
-    lo, step = -4 * std, 8 * std / (2 ** bits - 1)
+    lo = z.amin(dim=(0, 2, 3, 4), keepdim=True)
+    step = (z.amax(dim=(0, 2, 3, 4), keepdim=True) - lo).clamp_min(1e-8) / (2 ** bits - 1)
     q = torch.round((z - lo) / step).clamp(0, 2 ** bits - 1)
     return q * step + lo
 
@@ -56,20 +60,18 @@ def h264_points(x: torch.Tensor, fps: float = 12.0) -> list[tuple[float, float, 
     return out
 
 
-def tokenizer_points(model, x: torch.Tensor) -> list[tuple[str, float, float, float]]:
-    """(label, bpp, PSNR, SSIM) of one tokenizer on one clip."""
+def tokenizer_points(model, x: torch.Tensor, name: str) -> list[tuple[str, float, float, float]]:
+    """(label, bpp, PSNR, SSIM) of one tokenizer (labelled ``name``) on one clip."""
     cfg, pixels = model.cfg, x.shape[2] * x.shape[3] * x.shape[4]
     z = api.encode(model, x)
     if cfg.discrete:
         y = api.decode(model, z).clamp(-1, 1)
         bpp = z.numel() * math.log2(cfg.codebook_size) / pixels
-        return [(f"{cfg.kind} FSQ indices", bpp, float(psnr(x, y)[0]), float(ssim(x, y)[0]))]
-    std = torch.tensor(cfg.latents_std or z.movedim(1, -1).reshape(-1, z.shape[1]).std(0).tolist())
-    std = std[: z.shape[1]].view(1, -1, 1, 1, 1)
+        return [(f"{name} ({cfg.kind}) FSQ indices", bpp, float(psnr(x, y)[0]), float(ssim(x, y)[0]))]
     points = []
     for bits in (16, 8, 6, 4):
-        y = api.decode(model, quantize(z, bits, std)).clamp(-1, 1)
-        points.append((f"{cfg.kind} latent @ {bits} bit", z.numel() * bits / pixels, float(psnr(x, y)[0]),
+        y = api.decode(model, quantize(z, bits)).clamp(-1, 1)
+        points.append((f"{name} ({cfg.kind}) latent @ {bits} bit", z.numel() * bits / pixels, float(psnr(x, y)[0]),
                        float(ssim(x, y)[0])))
     return points
 
@@ -102,8 +104,8 @@ def main() -> None:
             for start in clip_starts(f, args.frames, args.clips):
                 x = clip_of(f, models[0], args.frames, args.size, start)
                 h264.append(h264_points(x))
-                for m in models:
-                    for label, bpp, p, s in tokenizer_points(m, x):
+                for name, m in zip(names, models):
+                    for label, bpp, p, s in tokenizer_points(m, x, Path(str(name)).name):
                         rows.setdefault(label, []).append((bpp, p, s))
     n = len(h264)
     curve = [(float(np.mean([c[i][0] for c in h264])), float(np.mean([c[i][1] for c in h264]))) for i in range(len(CRFS))]

@@ -26,14 +26,14 @@ wfm train toy --out runs/t1 --resume train.steps=6          # exact resume: the 
 wfm plot runs/t1                                             # loss and lr curves -> runs/t1/curves.png
 wfm curate data --out cur --preset sim                       # footage -> shots -> filters -> captions -> dedup -> shards
 wfm shots clip.mp4 --csv shots.csv                           # shot detection alone
-wfm tokenizer roundtrip clip.mp4 rt.mp4 -c cv4x8x8-s         # a shipped tokenizer; --max-memory 4GiB tiles to fit
+wfm tokenizer roundtrip clip.mp4 rt.mp4 -c cv4x8x8-real      # a shipped tokenizer; --max-memory 4GiB tiles to fit
 wfm tokenizer train --preset tiny-CV4x8x8 --out runs/tok data.shards=cur/shards data.resolution=64 \
     data.num_frames=9 train.steps=2                          # train your own
-wfm train diffusion --preset tiny --out runs/dit data.shards=cur/shards tokenizer=cv4x8x8-s \
+wfm train diffusion --preset tiny --out runs/dit data.shards=cur/shards tokenizer=cv4x8x8-real \
     data.resolution=64 data.num_frames=9 train.steps=2
 wfm generate text2world -p "a red cube falls onto a tan floor" -o cube.mp4 --steps 2   # the shipped default
 wfm data latents cur/shards --tokenizer dv4x8x8-s --out shards/tokens --resolution 64 --num-frames 9
-wfm train ar --preset tiny-medusa --out runs/ar data.shards=shards/tokens train.steps=2   # next-token model
+wfm train ar --preset tiny-medusa --out runs/ar data.shards=shards/tokens tokenizer=dv4x8x8-s train.steps=2
 wfm generate ar-video2world -c runs/ar -i clip.mp4 -o ar.mp4 --medusa --no-diffusion-decoder --no-guardrail
 wfm posttrain action --base default-v2w --data shards/push --out runs/act train.steps=2   # camera | action | multiview
 wfm guard prompt "shoot a video of the ball"                 # exit 0 allowed, 3 blocked

@@ -72,3 +72,15 @@ def test_sim_config_validation():
     with pytest.raises(ConfigError, match="min_objects"):
         make_config(SimConfig, overrides=["falling.min_objects=5"])
     assert make_config(SimConfig, preset="tiny").height == 48
+
+
+def test_checkpoint_sharded_takes_yes_and_no_from_the_command_line():
+    """YAML reads an unquoted yes / no as a boolean; checkpoint.sharded still gets the word it documents."""
+    from openwfm.training_config import TrainConfig
+
+    for word, want in [("yes", "yes"), ("no", "no"), ("true", "yes"), ("'auto'", "auto")]:
+        cfg = make_config(TrainConfig, overrides=[f"checkpoint.sharded={word}"])
+        cfg.validate()
+        assert cfg.checkpoint.sharded == want
+    with pytest.raises(ConfigError, match="auto|yes|no"):
+        make_config(TrainConfig, overrides=["checkpoint.sharded=maybe"]).validate()

@@ -385,8 +385,10 @@ def test_drive_rollouts_and_multiview_post_training(tmp_path):
     from openwfm.video import read_video
 
     rollout = sorted((tmp_path / "drive").glob("*.json"))[0]
+    # a 2-step model draws noise, which the video-safety classifier may score near its threshold; the
+    # guardrails have their own tests
     args = ["generate", "multiview", "-c", str(tmp_path / "mv"), "-i", str(rollout.with_suffix(".mp4")),
-            "-o", str(tmp_path / "mv.mp4"), "--steps", "2"]
+            "-o", str(tmp_path / "mv.mp4"), "--steps", "2", "--no-guardrail"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code != 0 and "--trajectory" in res.output
     res = CliRunner().invoke(app, args + ["--trajectory", str(rollout)])

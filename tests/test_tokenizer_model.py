@@ -170,22 +170,36 @@ def test_bad_inputs_raise_clear_errors():
         model.decode(torch.zeros(1, 2, 4, 4, dtype=torch.long))
 
 
-def test_shortcut_starts_as_the_pca_of_its_clips():
-    """An untrained shortcut tokenizer's round trip equals the PCA round trip of the Haar coefficients (the
-    best linear code of its shape), stays causal, and trains: its convolutional paths get gradients."""
-    from openwfm.tokenizer.haar import haar_patch, haar_unpatch
-    from openwfm.tokenizer.model import pca_basis
+def _blocks(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
+    """Rows of t x s x s x C pixels of (B, C, T, H, W), the first frame repeated t times first (causal)."""
+    x = torch.cat([x[:, :, :1].expand(-1, -1, t - 1, -1, -1), x], dim=2).movedim(1, -1)
+    b, T, h, w, c = x.shape
+    return x.reshape(b, T // t, t, h // s, s, w // s, s, c).permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, t * s * s * c)
 
+
+@pytest.mark.parametrize("spatial,mult", [(4, "[1]"), (8, "[1,1]")])
+def test_shortcut_starts_as_the_pca_of_its_clips(spatial, mult):
+    """An untrained shortcut tokenizer's round trip equals the PCA round trip of its t x s x s pixel blocks
+    (the best linear code of its shape, computed here from raw pixels, independently of the Haar patcher),
+    also when the spatial compression goes past the patcher (CV4x8x8); it stays causal, and trains: its
+    convolutional paths get gradients."""
     cfg = make_config(TokenizerConfig, preset="tiny-CV4x8x8", overrides=[
-        "spatial_compression=4", "channels_mult=[1]", "attn_resolutions=[]", "shortcut=true", "latent_channels=12",
-        "z_channels=12"])
+        f"spatial_compression={spatial}", f"channels_mult={mult}", "attn_resolutions=[]", "shortcut=true",
+        "latent_channels=12", "z_channels=12"])
     m = Tokenizer(cfg)
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.avg_pool3d(torch.rand(3, 3, 9, 16, 16, generator=g) * 2 - 1, (1, 3, 3), 1, (0, 1, 1))
     m.init_shortcut(x)
-    mean, basis = pca_basis(haar_patch(x, 4), 12)
-    coeffs = haar_patch(x, 4).movedim(1, -1) - mean
-    pca = haar_unpatch(((coeffs @ basis.T @ basis) + mean).movedim(-1, 1), 4)
+    rows = _blocks(x, 4, spatial).double()
+    mean = rows.mean(0)
+    basis = torch.linalg.svd(rows - mean, full_matrices=False)[2][:12]
+    b, c, t, h, w = x.shape
+    pca = ((rows - mean) @ basis.T @ basis + mean).float().reshape(b, -1, h // spatial, w // spatial, 4, spatial,
+                                                                   spatial, c)
+    pca = pca.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, -1, h, w)[:, :, 3:]  # drop the first frame's copies
+    with torch.no_grad():
+        y, _ = m(x)
+    torch.testing.assert_close(y, pca, atol=1e-4, rtol=0)
     with torch.no_grad():
         y, _ = m(x)
     torch.testing.assert_close(y, pca, atol=1e-5, rtol=0)
@@ -195,8 +209,8 @@ def test_shortcut_starts_as_the_pca_of_its_clips():
         torch.testing.assert_close(m(x2)[0][:, :, :5], y[:, :, :5], atol=1e-5, rtol=0)
     (m(x)[0] - x).abs().mean().backward()
     assert m.decoder.conv_out.temporal.weight.grad.abs().sum() > 0 and m.quant_conv.weight.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="shortcut=true needs all compression in the Haar patcher"):
-        make_config(TokenizerConfig, preset="tiny-CV4x8x8", overrides=["shortcut=true"])
+    with pytest.raises(ConfigError, match="shortcut=true needs all temporal compression in the Haar patcher"):
+        make_config(TokenizerConfig, preset="tiny-CV8x8x8", overrides=["shortcut=true"])
     with pytest.raises(TokenizerError, match="shortcut=true"):
         Tokenizer(make_config(TokenizerConfig, preset="tiny-CV4x8x8")).init_shortcut(x)
 
@@ -349,3 +363,13 @@ def test_a_discrete_shortcut_tokenizer_starts_with_unit_spread_before_fsq():
         mean, basis = pca_basis(haar_patch(x, 4), len(cfg.levels))
         pca = haar_unpatch(((haar_patch(x, 4).movedim(1, -1) - mean) @ basis.T @ basis + mean).movedim(-1, 1), 4)
         torch.testing.assert_close(m.decode(z), pca, atol=1e-4, rtol=0)
+
+
+def test_a_shortcut_tokenizer_has_no_diffusers_counterpart():
+    """diffusers' AutoencoderKLCosmos has no linear shortcut: exporting one would silently drop half the
+    model, so it is refused with the reason (config and weights alike)."""
+    cfg = make_config(TokenizerConfig, preset="tiny-CV4x8x8", overrides=["shortcut=true"])
+    with pytest.raises(ConfigError, match="no linear shortcut"):
+        config_to_diffusers(cfg)
+    with pytest.raises(ConfigError, match="no diffusers counterpart"):
+        to_diffusers(Tokenizer(cfg).state_dict())

@@ -103,6 +103,8 @@ class TrainConfig:
         need(0 < self.ema.sigma_rel < 0.28, "ema.sigma_rel must be in (0, 0.28) (EDM2 profiles)")
         need(0 <= self.ema.decay < 1, "ema.decay must be in [0, 1)")
         c = self.checkpoint
+        if str(c.sharded) in ("True", "False"):  # the command line's YAML reads yes / no / true / false as booleans
+            c.sharded = "yes" if str(c.sharded) == "True" else "no"
         need(c.every >= 1 and c.keep_last >= 1, "checkpoint.every and checkpoint.keep_last must be >= 1")
         need(c.sharded in ("auto", "yes", "no"), f"checkpoint.sharded must be auto|yes|no, got '{c.sharded}'")
         d = self.dist

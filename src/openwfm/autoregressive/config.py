@@ -27,7 +27,9 @@ class MedusaConfig:
 class ARRunConfig:
     model: ARConfig = field(default_factory=lambda: get_preset(ARConfig, "tiny"))
     medusa: MedusaConfig = field(default_factory=MedusaConfig)
-    tokenizer: str = "dv4x8x8-s"  # discrete tokenizer: shipped name, or a tokenizer run / checkpoint
+    # discrete tokenizer: shipped name, or a tokenizer run / checkpoint. No default: no shipped discrete
+    # tokenizer meets the real-footage floor (docs/tokenizer.md), so a run names the one it was made for
+    tokenizer: str = ""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     action_scale: float = 100.0  # model.action_dim > 0: robot motion (m, rad per frame) scaled to ~1 (gripper 0/1)
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))
@@ -67,7 +69,7 @@ for _name in ("cosmos-1.0-4b", "cosmos-1.0-12b", "cosmos-1.0-5b-video2world", "c
 
 @dataclass
 class DecoderRunConfig(DiffusionRunConfig):
-    dv_tokenizer: str = "dv4x8x8-s"  # the discrete tokenizer whose tokens are decoded
+    dv_tokenizer: str = ""  # the discrete tokenizer whose tokens are decoded (no default, as ARRunConfig.tokenizer)
     token_dim: int = 32
     vocab_size: int = 64000
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=4))

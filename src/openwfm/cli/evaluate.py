@@ -154,7 +154,7 @@ def eval_consistency(sim: List[Path] = _EV_SIM, more: Optional[List[Path]] = _EV
 
 @eval_app.command("tokenizer")
 def eval_tokenizer(videos: List[Path] = typer.Argument(..., help="Video files (or directories of .mp4)."),
-                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-real)."),
                    frames: int = typer.Option(17, "--frames", help="Frames per clip."),
                    clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video (from the start)."),
                    size: int = typer.Option(128, "--size", help="Short side of the clips (0: native)."),

@@ -43,7 +43,7 @@ def _load_tok(checkpoint: Path):
 @tok_app.command("encode")
 def tokenizer_encode(video: Path = typer.Argument(..., help="Input video."),
                      dst: Path = typer.Argument(..., help="Output .safetensors (latent or FSQ indices)."),
-                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-real)."),
                      frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
                      chunk: int = typer.Option(0, "--chunk", help="Causal window in frames, 1 + k*t (0: chosen from --max-memory)."),
                      tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: chosen from --max-memory)."),
@@ -94,7 +94,7 @@ def _plan(model, frames, max_memory: str, chunk: int = 0, tile: int = 0, overlap
 @tok_app.command("decode")
 def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm tokenizer encode."),
                      dst: Path = typer.Argument(..., help="Output .mp4 or .gif."),
-                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-real)."),
                      chunk: int = typer.Option(0, "--chunk", help="Latent frames per causal window (0: chosen from --max-memory)."),
                      tile: int = typer.Option(0, "--tile", help="Spatial tile in latent pixels (0: chosen from --max-memory)."),
                      overlap: int = typer.Option(4, "--overlap", help="Tile overlap in latent pixels (with --tile)."),
@@ -128,7 +128,7 @@ def tokenizer_decode(src: Path = typer.Argument(..., help="Latent file from wfm 
 @tok_app.command("roundtrip")
 def tokenizer_roundtrip(video: Path = typer.Argument(..., help="Input video."),
                         dst: Path = typer.Argument(..., help="Reconstruction .mp4 (input | reconstruction side by side with --side-by-side)."),
-                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-real)."),
                         frames: int = typer.Option(0, "--frames", help="Frames to read (0: all)."),
                         chunk: int = typer.Option(0, "--chunk", help="Causal window in frames (0: chosen from --max-memory)."),
                         tile: int = typer.Option(0, "--tile", help="Spatial tile in pixels (0: chosen from --max-memory)."),
@@ -196,14 +196,14 @@ def tokenizer_export(run: Path = typer.Argument(..., help="Tokenizer run or chec
     info = {"steps": step, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt)}
     if card:
         info.update(json.loads(card.read_text()))
-    path = export(model, config, dst, info, clips, overwrite=overwrite)
+    path = export(model, config, dst, info, clips, overwrite=overwrite, shared_std=model.cfg.shortcut)
     out.print(f"wrote {path} ({model.cfg.kind}, step {step}, "
               f"{(path / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
 
 
 @tok_app.command("eval")
 def tokenizer_eval(videos: List[Path] = typer.Argument(..., help="Video files (or directories of .mp4)."),
-                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-s)."),
+                   checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Tokenizer run, checkpoint, or shipped name (e.g. cv4x8x8-real)."),
                    frames: int = typer.Option(17, "--frames", help="Frames per clip."),
                    clips: int = typer.Option(1, "--clips", min=1, help="Consecutive clips per video (from the start)."),
                    size: int = typer.Option(128, "--size", help="Short side of the clips (0: native)."),

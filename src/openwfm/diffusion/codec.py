@@ -15,7 +15,7 @@ class LatentCodec:
         from openwfm.tokenizer.api import load_tokenizer
 
         if not tokenizer:
-            raise ConfigError("tokenizer is empty: name a shipped tokenizer (e.g. cv4x8x8-s) or a tokenizer run")
+            raise ConfigError("tokenizer is empty: name a shipped tokenizer (e.g. cv4x8x8-real) or a tokenizer run")
         self.model = load_tokenizer(tokenizer, device=device).requires_grad_(False)
         cfg = self.model.cfg
         if cfg.discrete:

@@ -19,7 +19,7 @@ class DiffusionRunConfig:
     model: DiTConfig = field(default_factory=lambda: get_preset(DiTConfig, "tiny"))
     edm: EDMConfig = field(default_factory=EDMConfig)
     v2w: Video2WorldConfig = field(default_factory=Video2WorldConfig)
-    tokenizer: str = "cv4x8x8-s"  # shipped tokenizer name, or a tokenizer run / checkpoint directory
+    tokenizer: str = "cv4x8x8-real"  # shipped tokenizer name, or a tokenizer run / checkpoint directory
     # warm start: a shipped world model's name, or a diffusion run / checkpoint / export of the same model
     # config, whose (EMA) weights start this run (the optimizer starts fresh); "" = random init
     init: str = ""

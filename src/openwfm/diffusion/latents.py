@@ -12,9 +12,9 @@ Video2World model conditioned on k frames (``v2w.residual_prior``).
 Normalization happens at training time, with the statistics of the tokenizer named in the run, which must
 be the one that made the latents.
 
-    wfm data latents SHARDS --tokenizer cv4x8x8-s --out LATENTS --resolution 64 --num-frames 17 --clips 2 \
+    wfm data latents SHARDS --tokenizer cv4x8x8-real --out LATENTS --resolution 64 --num-frames 17 --clips 2 \
         [--priors 1,9]
-    wfm train diffusion --preset tiny data.shards=LATENTS tokenizer=cv4x8x8-s
+    wfm train diffusion --preset tiny data.shards=LATENTS tokenizer=cv4x8x8-real
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ class DecoderTask(DiffusionTask):
             from openwfm.config import ConfigError
             from openwfm.tokenizer.api import load_tokenizer
 
+            if not self.cfg.dv_tokenizer:
+                raise ConfigError("dv_tokenizer is empty: name the discrete tokenizer whose tokens are decoded, "
+                                  "e.g. dv_tokenizer=dv4x8x8-s, or a tokenizer run (docs/tokenizer.md: none is a default)")
             self._dv = load_tokenizer(self.cfg.dv_tokenizer, device=str(device))
             if not self._dv.cfg.discrete:
                 raise ConfigError(f"dv_tokenizer={self.cfg.dv_tokenizer} is not a discrete tokenizer")

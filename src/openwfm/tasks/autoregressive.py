@@ -46,7 +46,8 @@ class ARTask(Task):
             from openwfm.tokenizer.api import load_tokenizer
 
             if not self.cfg.tokenizer:
-                raise ConfigError("tokenizer is empty: name a discrete tokenizer (e.g. dv4x8x8-s) or a tokenizer run")
+                raise ConfigError("tokenizer is empty: name the discrete tokenizer of the token shards, e.g. "
+                                  "tokenizer=dv4x8x8-s, or a tokenizer run (docs/tokenizer.md: none is a default)")
             self._tok = load_tokenizer(self.cfg.tokenizer, device=str(device))
             if not self._tok.cfg.discrete:
                 raise ConfigError(f"{self.cfg.tokenizer}: the autoregressive model needs a discrete tokenizer")

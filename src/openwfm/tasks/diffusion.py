@@ -6,7 +6,7 @@ captions go through a frozen, cached text encoder and are dropped (zeroed) with 
 ``text.dropout`` for classifier-free guidance. Images in the shards train as one-latent-frame videos
 (joint image/video batches). With ``v2w.enabled`` the first latent frames condition (Video2World).
 
-    wfm train diffusion --preset tiny --out runs/dit data.shards=shards tokenizer=cv4x8x8-s
+    wfm train diffusion --preset tiny --out runs/dit data.shards=shards tokenizer=cv4x8x8-real
 """
 
 from __future__ import annotations

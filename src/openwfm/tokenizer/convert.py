@@ -75,6 +75,9 @@ def to_diffusers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     if q is not None and q.shape[0] != q.shape[1]:
         raise ConfigError("diffusers' AutoencoderKLCosmos has no FSQ bottleneck: only continuous tokenizers "
                           "(z_channels == latent_channels) export")
+    if any(k.startswith(("encode_shortcut.", "decode_shortcut.")) for k in state_dict):
+        raise ConfigError("a shortcut=true tokenizer has no diffusers counterpart (AutoencoderKLCosmos has no "
+                          "linear shortcut)")
     return {_rename(k, _BACKWARD): v for k, v in state_dict.items()}
 
 
@@ -115,6 +118,9 @@ def config_to_diffusers(cfg: TokenizerConfig) -> dict[str, Any]:
     if cfg.discrete or cfg.z_channels != cfg.latent_channels:
         raise ConfigError(f"{cfg.kind}: diffusers' AutoencoderKLCosmos only has the continuous bottleneck "
                           f"with z_channels == latent_channels")
+    if cfg.shortcut:
+        raise ConfigError(f"{cfg.kind} with shortcut=true: diffusers' AutoencoderKLCosmos has no linear shortcut "
+                          f"beside its encoder and decoder, so this tokenizer has no diffusers counterpart")
     enc = [cfg.channels] + [cfg.channels * m for m in cfg.channels_mult]
     return dict(in_channels=cfg.in_channels, out_channels=cfg.out_channels, latent_channels=cfg.latent_channels,
                 encoder_block_out_channels=tuple(enc), decode_block_out_channels=tuple(enc[1:] + enc[-1:]),

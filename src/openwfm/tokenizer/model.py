@@ -136,10 +136,10 @@ class Tokenizer(nn.Module):
         self.decoder = Decoder(cfg)
         self.quant_conv = pointwise(cfg.z_channels, cfg.latent_channels)
         self.post_quant_conv = pointwise(cfg.latent_channels, cfg.z_channels)
-        if cfg.shortcut:  # linear Haar <-> latent path beside the convolutional one (init_shortcut)
-            coeffs = cfg.in_channels * cfg.patch_size ** 3
+        if cfg.shortcut:  # linear block <-> latent path beside the convolutional one (init_shortcut)
+            coeffs = cfg.in_channels * cfg.patch_size ** 3 * (cfg.spatial_compression // cfg.patch_size) ** 2
             self.encode_shortcut = pointwise(coeffs, cfg.latent_channels)
-            self.decode_shortcut = pointwise(cfg.latent_channels, cfg.out_channels * cfg.patch_size ** 3)
+            self.decode_shortcut = pointwise(cfg.latent_channels, coeffs // cfg.in_channels * cfg.out_channels)
 
     # ------------------------------------------------------------------ trainer hooks
     @property
@@ -175,26 +175,26 @@ class Tokenizer(nn.Module):
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         z = self.quant_conv(self.encoder(x))
         if self.cfg.shortcut:
-            z = z + self.encode_shortcut(haar_patch(x, self.cfg.patch_size))
+            z = z + self.encode_shortcut(block_coeffs(x, self.cfg))
         return z
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.decoder(self.post_quant_conv(z))
         if self.cfg.shortcut:
-            x = x + haar_unpatch(self.decode_shortcut(z), self.cfg.patch_size)
+            x = x + block_video(self.decode_shortcut(z), self.cfg)
         return x
 
     @torch.no_grad()
     def init_shortcut(self, videos: torch.Tensor) -> None:
         """Start as the best linear code (DC-AE's residual autoencoding with a PCA basis): the shortcut
-        encodes the Haar coefficients of ``videos`` (B, C, T, H, W) onto their top ``latent_channels``
-        principal directions and decodes them back, and the convolutional paths start at zero (their last
-        layers zeroed), so the untrained tokenizer is exactly that PCA and training only adds to it. A
+        encodes each latent position's block coefficients (``block_coeffs``) of ``videos`` (B, C, T, H, W)
+        onto their top ``latent_channels`` principal directions and decodes them back, and the convolutional
+        paths start at zero (their last layers zeroed), so the untrained tokenizer is exactly that PCA and training only adds to it. A
         discrete (FSQ) tokenizer scales each direction to unit standard deviation before the quantizer."""
         if not self.cfg.shortcut:
             raise TokenizerError("init_shortcut needs a tokenizer built with shortcut=true")
         self.check_video(videos)
-        coeffs = haar_patch(videos.float(), self.cfg.patch_size)
+        coeffs = block_coeffs(videos.float(), self.cfg)
         mean, basis = pca_basis(coeffs, self.cfg.latent_channels)
         scale = torch.ones(len(basis))
         if self.cfg.discrete:  # FSQ squashes each channel with tanh: give every component unit spread
@@ -274,6 +274,27 @@ class Tokenizer(nn.Module):
         b, t = x.shape[0], x.shape[2]
         y = fn(x.transpose(1, 2).flatten(0, 1).unsqueeze(2))  # (B·T, C, 1, H, W)
         return y.squeeze(2).unflatten(0, (b, t)).transpose(1, 2)
+
+
+def block_coeffs(x: torch.Tensor, cfg: TokenizerConfig) -> torch.Tensor:
+    """The pixels behind each latent position as channels, in an orthonormal basis: the Haar patcher's
+    coefficients, each remaining r x r (r = spatial_compression / patch_size) group of them stacked on the
+    channel axis. (B, C, T, H, W) -> (B, C·p³·r², T', H/s, W/s); ``block_video`` inverts it."""
+    y = haar_patch(x, cfg.patch_size)
+    r = cfg.spatial_compression // cfg.patch_size
+    if r == 1:
+        return y
+    b, c, t, h, w = y.shape
+    return y.reshape(b, c, t, h // r, r, w // r, r).permute(0, 1, 4, 6, 2, 3, 5).reshape(b, c * r * r, t, h // r, w // r)
+
+
+def block_video(y: torch.Tensor, cfg: TokenizerConfig) -> torch.Tensor:
+    """Inverse of ``block_coeffs``."""
+    r = cfg.spatial_compression // cfg.patch_size
+    if r > 1:
+        b, c, t, h, w = y.shape
+        y = y.reshape(b, c // (r * r), r, r, t, h, w).permute(0, 1, 4, 5, 2, 6, 3).reshape(b, c // (r * r), t, h * r, w * r)
+    return haar_unpatch(y, cfg.patch_size)
 
 
 def pca_basis(coeffs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

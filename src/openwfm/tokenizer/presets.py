@@ -44,9 +44,9 @@ class TokenizerConfig:
     latent_channels: int = 16  # the bottleneck: 16 continuous channels, or len(levels) FSQ channels
     discrete: bool = False  # FSQ bottleneck
     levels: list[int] = field(default_factory=lambda: [8, 8, 8, 5, 5, 5])  # FSQ levels (discrete only)
-    # a linear path Haar coefficients -> latent -> Haar coefficients beside the convolutional encoder and
+    # a linear path block coefficients -> latent -> block coefficients beside the convolutional encoder and
     # decoder (residual autoencoding, DC-AE, Chen et al. 2024, sec. 3.2), PCA-initialized by the trainer; needs
-    # all compression in the Haar patcher (spatial = temporal = patch_size)
+    # all temporal compression in the Haar patcher (temporal = patch_size, or an image tokenizer)
     shortcut: bool = False
     scaling_factor: float = 1.0  # latent normalization kept for diffusers' config (not applied here)
     latents_mean: list[float] | None = None
@@ -129,10 +129,9 @@ class TokenizerConfig:
              f"spatial_compression {self.spatial_compression} needs {self.num_spatial_downs()} downsampling "
              f"levels after the {self.patch_size}x Haar patcher but channels_mult {self.channels_mult} gives "
              f"{n_res}; add levels or lower the compression")
-        need(not self.shortcut or (self.spatial_compression == self.patch_size
-                                   and self.temporal_compression in (1, self.patch_size)),
-             f"shortcut=true needs all compression in the Haar patcher: spatial_compression and "
-             f"temporal_compression equal to patch_size={self.patch_size}")
+        need(not self.shortcut or self.temporal_compression in (1, self.patch_size),
+             f"shortcut=true needs all temporal compression in the Haar patcher: temporal_compression "
+             f"{self.temporal_compression} must equal patch_size={self.patch_size} (or 1, an image tokenizer)")
         t = self.temporal_compression
         need(t == 1 or (_is_pow2(t) and t >= self.patch_size),
              f"temporal_compression must be 1 (image) or a power of 2 >= patch_size={self.patch_size}, got {t}")

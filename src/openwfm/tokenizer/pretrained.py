@@ -5,7 +5,7 @@ statistics filled in), ``model.safetensors`` (the EMA weights), ``card.json`` (h
 command, the data, the steps, measured quality) and ``index.json`` (sizes and sha256, checked on load).
 Shipped ones live in ``openwfm/assets/tokenizers/<name>`` and load by name::
 
-    load_tokenizer("cv4x8x8-s")     # or: wfm tokenizer roundtrip --checkpoint cv4x8x8-s in.mp4 out.mp4
+    load_tokenizer("cv4x8x8-real")     # or: wfm tokenizer roundtrip --checkpoint cv4x8x8-real in.mp4 out.mp4
 """
 
 from __future__ import annotations
