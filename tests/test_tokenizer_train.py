@@ -102,3 +102,34 @@ def test_task_trains_through_the_trainer_with_two_stages(tmp_path):
 def test_run_config_rejects_frame_counts_the_tokenizer_cannot_take():
     with pytest.raises(ConfigError, match="takes 1 \\+ k·4 frames, e.g. 13 or 17"):
         make_config(TokenizerRunConfig, "tiny-CV4x8x8", overrides=["data.num_frames=16"])
+
+
+def test_cli_export_of_a_4x8x8_shortcut_run_keeps_one_shared_latent_std(tmp_path):
+    """`wfm tokenizer train` of a CV4x8x8 with the linear shortcut starts from the PCA of its shards' clips;
+    `wfm tokenizer export` then writes one std shared by all latent channels (the PCA-like channels keep their
+    relative scales, as `wfm recipe default` exports them), and the export loads by path."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from openwfm.cli import app
+    from openwfm.data import pack_samples
+    from openwfm.video.io import write_video
+
+    def samples():
+        for n in range(3):
+            mp4 = write_video(tmp_path / f"v{n}.mp4", moving_frames(9, 32, 32, seed=n), fps=12, preset="ultrafast")
+            yield f"clip{n}", {"mp4": mp4.read_bytes(), "json": json.dumps({"caption": ""}).encode()}
+
+    pack_samples(samples(), tmp_path / "shards")
+    run = CliRunner().invoke(app, ["tokenizer", "train", "--preset", "tiny-CV4x8x8", "--out", str(tmp_path / "run"),
+                                   f"data.shards={tmp_path / 'shards'}", "data.resolution=32", "data.num_frames=9",
+                                   "data.batch_size=1", "train.steps=2", "model.shortcut=true",
+                                   "shortcut_init_clips=3", "loss.perceptual=0"])
+    assert run.exit_code == 0, run.output
+    res = CliRunner().invoke(app, ["tokenizer", "export", str(tmp_path / "run"), "-o", str(tmp_path / "tok"),
+                                   "--stats-shards", str(tmp_path / "shards"), "--stats-clips", "3"])
+    assert res.exit_code == 0, res.output
+    model = json.loads((tmp_path / "tok" / "config.json").read_text())["model"]
+    assert model["shortcut"] and len(set(model["latents_std"])) == 1 and len(model["latents_std"]) == 16
+    assert api.load_tokenizer(tmp_path / "tok").cfg.spatial_compression == 8
