@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from openwfm.guardrail.blocklist import Blocklist, BlocklistError, normalize, tokens, variants
-from openwfm.guardrail.classifier import ASSETS, ClassifierError, PromptClassifier, classifier_text, load_head
+from openwfm.guardrail.classifier import (ASSETS, ClassifierError, PromptClassifier, classifier_text, load_adapters,
+                                         load_head)
 from openwfm.guardrail.llm import LLMGuard, LLMGuardError, Verdict, parse_verdict
 from openwfm.guardrail.pre import PreGuard, PreGuardConfig
-from openwfm.guardrail.prompt_sets import CATEGORIES, TRICKS, obfuscate, prompt_set, read_clauses, set_hash
-from openwfm.guardrail.train_classifier import TrainConfig, fit, save_head
+from openwfm.guardrail.prompt_sets import (CATEGORIES, TRICKS, Prompt, obfuscate, prompt_set, read_clauses, set_hash,
+                                          training_set, whole_prompts)
+from openwfm.guardrail.train_classifier import TrainConfig, finetune, fit, save_head
 
 TRICKY_BENIGN = [
     "bleeding edge", "the bleeding edge of robotics research", "shoot a video of the ball", "kill the process",
@@ -184,25 +186,26 @@ def test_classifier_text_defuses_listed_idioms_only():
 
 def test_shipped_head_matches_the_prompt_set():
     layers, meta = load_head()
-    assert meta["train"]["hash"] == set_hash(prompt_set("train"))
+    assert meta["train"]["hash"] == set_hash(training_set())
     assert meta["heldout"]["hash"] == set_hash(prompt_set("heldout"))
-    assert meta["threshold"] == 0.5 and layers[0][0].shape == (1, 384)
-    assert (ASSETS / "classifier.safetensors").stat().st_size < 16_000
+    assert 0.05 <= meta["threshold"] <= 0.95 and layers[0][0].shape == (1, 384)  # chosen on the validation prompts
+    assert meta["lora"]["rank"] > 0 and len(load_adapters()) == 2 * 6 * 6  # A and B of 6 linears in 6 layers
+    assert (ASSETS / "classifier.safetensors").stat().st_size < 3_000_000
 
 
 def test_classifier_blocks_unsafe_prompts_without_blocklist_terms(guard, blocklist):
     for p in UNSAFE_NO_TERMS:
         assert not blocklist.find(p), p
-    scores = guard.classifier.score(UNSAFE_NO_TERMS)
-    assert (scores >= 0.5).all(), dict(zip(UNSAFE_NO_TERMS, scores.round(2)))
+    scores, t = guard.classifier.score(UNSAFE_NO_TERMS), guard.classifier.threshold
+    assert (scores >= t).all(), dict(zip(UNSAFE_NO_TERMS, scores.round(2)))
     d = guard.check(UNSAFE_NO_TERMS[0])
     assert not d.allowed and d.component == "classifier"
-    assert re.fullmatch(r"unsafe probability [01]\.\d\d >= 0\.5", d.reason)
+    assert re.fullmatch(rf"unsafe probability [01]\.\d\d >= {t:g}", d.reason)
 
 
 def test_benign_and_tricky_prompts_pass_the_whole_preguard(guard):
-    scores = guard.classifier.score(TRICKY_BENIGN + PHYSICAL)
-    assert (scores < 0.5).all(), {p: round(float(s), 2) for p, s in zip(TRICKY_BENIGN + PHYSICAL, scores) if s >= 0.5}
+    scores, t = guard.classifier.score(TRICKY_BENIGN + PHYSICAL), guard.classifier.threshold
+    assert (scores < t).all(), {p: round(float(s), 2) for p, s in zip(TRICKY_BENIGN + PHYSICAL, scores) if s >= t}
     for p in TRICKY_BENIGN[:4]:
         d = guard.check(p)
         assert d.allowed and d.component == "pre-guard" and "passed blocklist, classifier" in d.reason, p
@@ -241,6 +244,66 @@ def test_training_is_deterministic_and_round_trips(tmp_path, encoder):
     save_head(tmp_path, mlp, {"threshold": 0.5, "max_length": 64})
     c = PromptClassifier(tmp_path / "classifier.safetensors", encoder=encoder)
     assert len(c.layers) == 2 and 0.0 <= float(c.score("a cat")[0]) <= 1.0
+
+
+def test_finetuned_head_round_trips_and_leaves_a_shared_encoder_alone(tmp_path, encoder):
+    """LoRA fine-tuning of MiniLM with the head: what is saved scores the same once loaded (adapters folded
+    into the weights), and the encoder handed to the classifier is not the one it adapts."""
+    from openwfm.posttrain.lora import lora_state_dict
+    from openwfm.text import MiniLMEncoder
+
+    prompts = [Prompt(t, True, "violence", "train") for t in UNSAFE_NO_TERMS[:4]]
+    prompts += [Prompt(t, False, "physical", "train") for t in PHYSICAL]
+    cfg = TrainConfig(lora_rank=2, epochs=1, batch_size=4, max_length=32, steps=5)
+    mine = MiniLMEncoder(max_length=32)
+    layers = fit(torch.nn.functional.normalize(torch.randn(8, 384), dim=-1), torch.tensor([1.0] * 4 + [0.0] * 4), cfg)
+    layers = finetune(prompts, layers, mine, cfg, log=lambda _: None)
+    adapters = {f"encoder.{k}": v for k, v in lora_state_dict(mine.model.encoder).items()}
+    assert len(adapters) == 2 * 6 * 6 and any(v.abs().sum() > 0 for k, v in adapters.items() if k.endswith("lora_B"))
+    meta = {"threshold": 0.5, "max_length": 32, "lora": {"rank": 2, "alpha": 4.0, "targets": ["query", "key", "value",
+                                                                                              "dense"]}}
+    save_head(tmp_path, layers, meta, adapters)
+    from openwfm.guardrail.train_classifier import embed
+    from openwfm.guardrail.classifier import forward
+
+    with torch.no_grad():
+        expected = torch.sigmoid(forward(layers, embed(prompts, mine))).numpy()
+    c = PromptClassifier(tmp_path, encoder=encoder)
+    assert c.encoder is not encoder
+    assert abs(c.score([p.text for p in prompts]) - expected).max() < 1e-4
+    ref = PromptClassifier(encoder=encoder)  # the shared encoder still gives plain MiniLM embeddings
+    assert torch.allclose(encoder.encode(["a cat"])[0], MiniLMEncoder(max_length=64).encode(["a cat"])[0], atol=1e-6)
+    assert ref.score("a cat").shape == (1,)
+    (tmp_path / "classifier.json").write_text(json.dumps({"threshold": 0.5}))      # adapters without 'lora'
+    with pytest.raises(ClassifierError, match="adapters and the metadata"):
+        PromptClassifier(tmp_path)
+
+
+def test_whole_training_prompts_are_varied_and_disjoint_from_both_heldout_sets(tmp_path):
+    """The whole prompts share no run of 5 words with either held-out set (plain or composed), every
+    category has >= 150, and a malformed section names the file and line."""
+    from pathlib import Path
+
+    whole = whole_prompts()
+    for cat in CATEGORIES:
+        assert sum(p.category == cat for p in whole) >= 150, cat
+    assert sum(not p.unsafe for p in whole) >= 1000
+    assert len({p.text for p in whole}) == len(whole)
+
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        w = re.findall(r"[a-z0-9']+", text.lower())
+        return {tuple(w[i:i + 5]) for i in range(len(w) - 4)}
+
+    held = [line.strip() for line in (Path(__file__).parent.parent / "benchmarks" / "guardrail_heldout.txt")
+            .read_text().splitlines() if line.strip() and not line.startswith(("#", "["))]
+    held += [c.replace("{who}", "") for (split, _, _), cs in read_clauses().items() if split == "heldout" for c in cs]
+    held_sh = set().union(*(shingles(h) for h in held))
+    shared = [p.text for p in whole if shingles(p.text) & held_sh]
+    assert not shared, shared[:5]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("[unsafe nothing]\na prompt\n")
+    with pytest.raises(ValueError, match="bad.txt:1"):
+        whole_prompts(bad)
 
 
 # --- PreGuard --------------------------------------------------------------------------------------
@@ -386,3 +449,15 @@ def test_handwritten_heldout_set_is_large_and_disjoint_from_training():
              if split == "train" for c in cs]
     for p in unsafe + sections["benign"]:
         assert not any(len(c) > 12 and c in p.lower() for c in train), p
+
+
+def test_long_prompts_are_read_to_the_end(guard):
+    """A harmful sentence after a harmless preamble longer than the encoder reads is still scored: the
+    classifier takes the highest probability of overlapping windows."""
+    preamble = ("A calm wide shot of a green valley in spring, with a river, a wooden bridge, sheep grazing, "
+                "a farmhouse with a red roof, low clouds drifting over the hills and soft morning light. ") * 4
+    clf = guard.classifier
+    assert len(clf.windows(classifier_text(preamble + UNSAFE_NO_TERMS[0]))) > 1
+    assert clf.score(preamble)[0] < clf.threshold
+    assert clf.score(preamble + UNSAFE_NO_TERMS[0])[0] >= clf.threshold
+    assert clf.score(UNSAFE_NO_TERMS[0] + " " + preamble)[0] >= clf.threshold

@@ -1,13 +1,17 @@
 """Pre-guard stage 2: a prompt-safety classifier that runs offline (Cosmos paper §7 uses an LLM,
 Aegis; ``llm.py`` runs such a model when one is given).
 
-A small head (logistic regression, or an MLP when trained with ``--hidden``) on all-MiniLM-L6-v2
-sentence embeddings of ``classifier_text(prompt)``: the ``normalize()``-d prompt (so leetspeak and
-spacing tricks reach it undone) with a short list of benign idioms paraphrased ("kill the process" ->
-"stop the process"), which a sentence embedding otherwise puts next to violence.
-The head ships in ``assets/guardrail/``: ``classifier.safetensors`` (``layers.{i}.weight``/``.bias``,
-ReLU between layers, sigmoid at the end) and ``classifier.json`` (threshold, encoder, training set size
-and hash, held-out rates). ``train_classifier.py`` makes both.
+all-MiniLM-L6-v2 reads ``classifier_text(prompt)`` (the ``normalize()``-d prompt, so leetspeak and spacing
+tricks reach it undone, with a short list of benign idioms paraphrased: "kill the process" -> "stop the
+process"); a small head on its mean-pooled, L2-normalized sentence embedding gives P(unsafe). Two kinds:
+- **fine-tuned** (shipped): MiniLM with LoRA adapters (Hu et al. 2021; ``posttrain.lora``) on every linear
+  layer of its encoder, trained with the head, so the encoder learns what tells "smothers a patient with a
+  pillow" from "fluffs a patient's pillow" — a frozen sentence embedding puts them side by side;
+- **frozen**: a logistic (or MLP) head on the unchanged encoder.
+Both ship in ``assets/guardrail/``: ``classifier.safetensors`` (``layers.{i}.weight``/``.bias``, ReLU
+between layers, sigmoid at the end; for the fine-tuned kind also ``encoder.{module}.lora_A``/``lora_B``)
+and ``classifier.json`` (threshold, encoder, ``lora`` rank/alpha/targets when fine-tuned, training set
+size and hash, validation and held-out rates). ``train_classifier.py`` makes both.
 """
 
 from __future__ import annotations
@@ -107,7 +111,32 @@ def load_head(path: str | os.PathLike | None = None) -> tuple[list[tuple[torch.T
         raise ClassifierError(f"{weights}: no classifier layers (layers.0.weight ...) ending in one output")
     if not 0.0 < threshold < 1.0:
         raise ClassifierError(f"{meta_file}: threshold {threshold} is not in (0, 1)")
+    lora = meta.get("lora")
+    if lora is not None and not (isinstance(lora, dict) and {"rank", "alpha", "targets"} <= set(lora)):
+        raise ClassifierError(f"{meta_file}: 'lora' must give rank, alpha and targets")
+    if (lora is not None) != any(k.startswith("encoder.") for k in tensors):
+        raise ClassifierError(f"{weights}: encoder adapters and the metadata's 'lora' must come together")
     return layers, meta
+
+
+def load_adapters(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The LoRA tensors of a fine-tuned head (``encoder.`` prefix removed); empty for a frozen-encoder head."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(head_files(path)[0]))
+    return {k[len("encoder."):]: v.float() for k, v in tensors.items() if k.startswith("encoder.")}
+
+
+def adapt_encoder(encoder, lora: dict, adapters: dict[str, torch.Tensor] | None = None) -> list[str]:
+    """Wrap ``encoder``'s transformer layers (``encoder.model.encoder``) with LoRA adapters of the given
+    rank / alpha / targets, loading ``adapters`` when given; returns the wrapped layers' names."""
+    from openwfm.posttrain.lora import add_lora, load_lora
+
+    encoder.model.requires_grad_(False)
+    names = add_lora(encoder.model.encoder, int(lora["rank"]), float(lora["alpha"]), tuple(lora["targets"]))
+    if adapters is not None:
+        load_lora(encoder.model.encoder, adapters)
+    return names
 
 
 def forward(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +152,8 @@ class PromptClassifier:
     """``score(prompts)`` -> probability that each prompt is unsafe; ``check(prompt)`` -> ``Decision``.
 
     ``path``: a head directory or ``.safetensors`` file (None = the shipped one); ``threshold``: overrides
-    the head's own; ``encoder``: a ``MiniLMEncoder`` to share (made lazily otherwise)."""
+    the head's own; ``encoder``: a ``MiniLMEncoder`` to share (made lazily otherwise). A fine-tuned head
+    never shares: it loads its own MiniLM and folds its adapters in (the shared one stays unchanged)."""
 
     def __init__(self, path: str | os.PathLike | None = None, threshold: float | None = None, encoder=None):
         self.layers, self.meta = load_head(path)
@@ -131,35 +161,56 @@ class PromptClassifier:
         if not 0.0 < self.threshold < 1.0:
             raise ClassifierError(f"classifier threshold {self.threshold} is not in (0, 1)")
         self.path = head_files(path)[0]
-        self._encoder = encoder
+        self._encoder = None if self.meta.get("lora") else encoder
         dim = self.layers[0][0].shape[1]
-        if encoder is not None and encoder.dim != dim:
+        if self._encoder is not None and encoder.dim != dim:
             raise ClassifierError(f"{self.path}: the head takes {dim}-wide embeddings, the encoder gives {encoder.dim}")
 
     @property
     def encoder(self):
         if self._encoder is None:
+            from openwfm.posttrain.lora import merge_lora
             from openwfm.text import MiniLMEncoder
 
-            self._encoder = MiniLMEncoder(max_length=int(self.meta.get("max_length", 64)))
+            encoder = MiniLMEncoder(max_length=int(self.meta.get("max_length", 64)))
+            if self.meta.get("lora"):
+                try:
+                    adapt_encoder(encoder, self.meta["lora"], load_adapters(self.path))
+                except ValueError as e:
+                    raise ClassifierError(f"{self.path}: its adapters do not fit MiniLM ({e})") from e
+                merge_lora(encoder.model)
+            self._encoder = encoder
         return self._encoder
-
-    def embed(self, prompts: list[str]) -> torch.Tensor:
-        """Sentence embeddings ``(N, 384)`` of the prompts as the classifier reads them (``classifier_text``)."""
-        from openwfm.text import sentence_embeddings
-
-        return sentence_embeddings(self.encoder, [classifier_text(p) for p in prompts])
 
     def score_embeddings(self, emb: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
             return torch.sigmoid(forward(self.layers, emb.float())).numpy()
 
+    def windows(self, text: str) -> list[str]:
+        """``text`` whole when the encoder reads all of it, else overlapping windows of words that it does
+        (half a window apart): a harmful sentence after a long harmless preamble is still read."""
+        limit = self.encoder.max_length - 2  # [CLS] and [SEP]
+        if len(self.encoder.tokenizer(text, add_special_tokens=False)["input_ids"]) <= limit:
+            return [text]
+        words, size = text.split(), max(limit // 2, 2)  # a word is at most ~2 word pieces in plain English
+        return [" ".join(words[i:i + size]) for i in range(0, max(len(words) - size // 2, 1), size // 2)]
+
     def score(self, prompts: list[str] | str) -> np.ndarray:
-        """Probability ``(N,)`` that each prompt is unsafe (a single string gives ``(1,)``)."""
+        """Probability ``(N,)`` that each prompt is unsafe (a single string gives ``(1,)``); a prompt longer
+        than the encoder reads gets the highest of its windows' probabilities."""
+        from openwfm.text import sentence_embeddings
+
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             return np.zeros(0, dtype=np.float32)
-        return self.score_embeddings(self.embed(prompts))
+        pieces, owner = [], []
+        for i, p in enumerate(prompts):
+            for w in self.windows(classifier_text(p)):
+                pieces.append(w)
+                owner.append(i)
+        out = np.zeros(len(prompts), dtype=np.float32)
+        np.maximum.at(out, owner, self.score_embeddings(sentence_embeddings(self.encoder, pieces)))
+        return out
 
     def check(self, prompt: str) -> Decision:
         """Blocked when the unsafe probability reaches the threshold."""

@@ -25,7 +25,7 @@ class PreGuardConfig:
     fuzzy_ratio: float = 0.85              # minimal similarity (optimal string alignment) of a typo'd word
     classifier: bool = True                # the prompt classifier
     classifier_path: str = ""              # its head: a directory or .safetensors file ("" = the shipped one)
-    classifier_threshold: float | None = None  # None: the head's own (0.5 as shipped)
+    classifier_threshold: float | None = None  # None: the head's own (0.55 as shipped, chosen on validation)
     llm_path: str = ""                     # a local Llama-Guard-style model directory ("" = no LLM guard)
     llm_device: str = "cpu"
     llm_on_unparseable: str = "block"      # "block" | "allow" an answer that is neither safe nor unsafe

@@ -49,11 +49,13 @@ class Prompt:
 
 
 CLAUSES = Path(__file__).resolve().parent.parent / "assets" / "guardrail" / "prompt_clauses.txt"
+WHOLE = CLAUSES.with_name("prompts_train.txt")
 
 
-def read_clauses(path: str | os.PathLike = CLAUSES) -> dict[tuple[str, str, str], list[str]]:
-    """``{(split, "unsafe" | "safe", category or kind): [clause, ...]}`` from the clause file."""
-    out: dict[tuple[str, str, str], list[str]] = {}
+def read_sections(path: str | os.PathLike, valid, form: str) -> dict[tuple[str, ...], list[str]]:
+    """``{section words: [line, ...]}`` of a file of ``[section]`` headers, one entry a line, ``#`` comments;
+    ``valid(words)`` says whether a header is allowed (``form`` describes one for the error)."""
+    out: dict[tuple[str, ...], list[str]] = {}
     key = None
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
@@ -61,14 +63,19 @@ def read_clauses(path: str | os.PathLike = CLAUSES) -> dict[tuple[str, str, str]
             continue
         if line.startswith("["):
             key = tuple(line.strip("[]").split())
-            if len(key) != 3:
-                raise ValueError(f"{path}:{n}: a section is [SPLIT unsafe|safe NAME], got {line!r}")
-            out[key] = []
+            if not valid(key):
+                raise ValueError(f"{path}:{n}: a section is {form}, got {line!r}")
+            out.setdefault(key, [])
         elif key is None:
-            raise ValueError(f"{path}:{n}: a clause before the first [section]")
+            raise ValueError(f"{path}:{n}: an entry before the first [section]")
         else:
             out[key].append(line)
     return out
+
+
+def read_clauses(path: str | os.PathLike = CLAUSES) -> dict[tuple[str, str, str], list[str]]:
+    """``{(split, "unsafe" | "safe", category or kind): [clause, ...]}`` from the clause file."""
+    return read_sections(path, lambda k: len(k) == 3, "[SPLIT unsafe|safe NAME]")
 
 
 SLOTS = {
@@ -133,6 +140,20 @@ def prompt_set(split: str) -> list[Prompt]:
             texts = _compose(split, clauses[(split, label, name)], n, rng)
             out += [Prompt(t, label == "unsafe", name, split) for t in texts]
     return out
+
+
+def whole_prompts(path: str | os.PathLike = WHOLE) -> list[Prompt]:
+    """The whole training prompts written as people type them (``assets/guardrail/prompts_train.txt``):
+    sections ``[unsafe CATEGORY]`` and ``[safe physical|tricky]``, one prompt a line."""
+    sections = read_sections(path, lambda k: len(k) == 2 and (k[0] == "unsafe" and k[1] in CATEGORIES or k[0] == "safe"
+                                                              and k[1] in ("physical", "tricky")),
+                             "[unsafe CATEGORY] or [safe physical|tricky]")
+    return [Prompt(line, key[0] == "unsafe", key[1], "train") for key, lines in sections.items() for line in lines]
+
+
+def training_set() -> list[Prompt]:
+    """What the shipped classifier learns from: the composed TRAIN prompts and the whole ones."""
+    return prompt_set("train") + whole_prompts()
 
 
 def set_hash(prompts: list[Prompt]) -> str:
