@@ -110,10 +110,11 @@ def embed(prompts: list[Prompt], encoder) -> torch.Tensor:
 
 def pooled(encoder, texts: list[str]) -> torch.Tensor:
     """``sentence_embeddings`` with gradients, padded to the batch's longest prompt."""
+    from openwfm.text import mean_pool
+
     batch = encoder.tokenizer(texts, padding=True, truncation=True, max_length=encoder.max_length, return_tensors="pt")
-    mask = batch["attention_mask"][..., None].float()
     states = encoder.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    return torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+    return mean_pool(states, batch["attention_mask"])
 
 
 def finetune(prompts: list[Prompt], layers: list[tuple[torch.Tensor, torch.Tensor]], encoder, cfg: TrainConfig,

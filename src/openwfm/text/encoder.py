@@ -207,14 +207,19 @@ def make_text_encoder(cfg: TextEncoderConfig, device: str = "cpu") -> "TextEncod
     return make_encoder(cfg.encoder, cfg.path, cfg.max_length, device)
 
 
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalized mean of token states ``(B, L, dim)`` over the real tokens of ``mask`` ``(B, L)``, the
+    way all-MiniLM-L6-v2 was trained to be compared by cosine similarity. Returns ``(B, dim)`` float32."""
+    m = mask[..., None].to(states.dtype)
+    pooled = (states * m).sum(1) / m.sum(1).clamp_min(1)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
 def sentence_embeddings(encoder: TextEncoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """One L2-normalized vector per text: the mean of its token states (padding excluded), the way
-    all-MiniLM-L6-v2 was trained to be compared by cosine similarity. Returns ``(N, dim)`` float32."""
+    """One ``mean_pool``-ed vector per text (``(N, dim)`` float32)."""
     out = []
     for i in range(0, len(texts), batch_size):
-        emb, mask = encoder.encode(list(texts[i:i + batch_size]))
-        pooled = emb.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
-        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        out.append(mean_pool(*encoder.encode(list(texts[i:i + batch_size]))))
     return torch.cat(out) if out else torch.zeros(0, encoder.dim)
 
 
