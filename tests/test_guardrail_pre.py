@@ -461,3 +461,17 @@ def test_long_prompts_are_read_to_the_end(guard):
     assert clf.score(preamble)[0] < clf.threshold
     assert clf.score(preamble + UNSAFE_NO_TERMS[0])[0] >= clf.threshold
     assert clf.score(UNSAFE_NO_TERMS[0] + " " + preamble)[0] >= clf.threshold
+
+
+def test_the_simulators_own_captions_pass(guard):
+    """The prompts the platform itself writes (simulator captions of seeds no classifier saw: falling
+    objects "dropped" and "thrown", pushes, orbits) are allowed: dropping, throwing and colliding things is
+    the physical world, not violence."""
+    from openwfm.sim import SimConfig, simulate
+
+    cfg = SimConfig(num_frames=33, height=32, width=32, shadows=False)
+    captions = [simulate(scenario, cfg, seed).meta["caption"]
+                for scenario in ("falling", "push", "orbit") for seed in range(910000, 910006)]
+    scores = guard.classifier.score(captions)
+    assert (scores < guard.classifier.threshold).all(), {c: round(float(p), 2) for c, p in zip(captions, scores)
+                                                         if p >= guard.classifier.threshold}
