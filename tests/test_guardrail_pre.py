@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from openwfm.guardrail.blocklist import Blocklist, BlocklistError, normalize, tokens, variants
-from openwfm.guardrail.classifier import (ASSETS, ClassifierError, PromptClassifier, classifier_text, load_adapters,
-                                         load_head)
+from openwfm.guardrail.classifier import (ASSETS, ClassifierError, PromptClassifier, classifier_text, forward,
+                                         load_adapters, load_head)
 from openwfm.guardrail.llm import LLMGuard, LLMGuardError, Verdict, parse_verdict
 from openwfm.guardrail.pre import PreGuard, PreGuardConfig
-from openwfm.guardrail.prompt_sets import (CATEGORIES, TRICKS, Prompt, obfuscate, prompt_set, read_clauses, set_hash,
-                                          training_set, whole_prompts)
-from openwfm.guardrail.train_classifier import TrainConfig, finetune, fit, save_head
+from openwfm.guardrail.prompt_sets import (CATEGORIES, TRICKS, Prompt, obfuscate, prompt_set, read_clauses,
+                                          read_sections, set_hash, training_set, whole_prompts)
+from openwfm.guardrail.train_classifier import TrainConfig, embed, finetune, fit, save_head
 
 TRICKY_BENIGN = [
     "bleeding edge", "the bleeding edge of robotics research", "shoot a video of the ball", "kill the process",
@@ -263,9 +263,6 @@ def test_finetuned_head_round_trips_and_leaves_a_shared_encoder_alone(tmp_path, 
     meta = {"threshold": 0.5, "max_length": 32, "lora": {"rank": 2, "alpha": 4.0, "targets": ["query", "key", "value",
                                                                                               "dense"]}}
     save_head(tmp_path, layers, meta, adapters)
-    from openwfm.guardrail.train_classifier import embed
-    from openwfm.guardrail.classifier import forward
-
     with torch.no_grad():
         expected = torch.sigmoid(forward(layers, embed(prompts, mine))).numpy()
     c = PromptClassifier(tmp_path, encoder=encoder)
@@ -294,8 +291,8 @@ def test_whole_training_prompts_are_varied_and_disjoint_from_both_heldout_sets(t
         w = re.findall(r"[a-z0-9']+", text.lower())
         return {tuple(w[i:i + 5]) for i in range(len(w) - 4)}
 
-    held = [line.strip() for line in (Path(__file__).parent.parent / "benchmarks" / "guardrail_heldout.txt")
-            .read_text().splitlines() if line.strip() and not line.startswith(("#", "["))]
+    held = [line for lines in read_sections(Path(__file__).parent.parent / "benchmarks" / "guardrail_heldout.txt",
+                                            lambda k: True, "").values() for line in lines]
     held += [c.replace("{who}", "") for (split, _, _), cs in read_clauses().items() if split == "heldout" for c in cs]
     held_sh = set().union(*(shingles(h) for h in held))
     shared = [p.text for p in whole if shingles(p.text) & held_sh]
