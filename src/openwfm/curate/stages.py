@@ -131,30 +131,45 @@ def skipped_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, str]]:
     return out
 
 
+_YUV_TO_RGB = np.array([[1.164, 0.0, 1.596], [1.164, -0.392, -0.813], [1.164, 2.017, 0.0]], np.float32)
+_YUV_TO_RGB = np.hstack([_YUV_TO_RGB, -(_YUV_TO_RGB @ np.array([16, 128, 128], np.float32))[:, None]])
+
+
 def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """BT.601 limited-range YUV -> RGB (what FFmpeg's default conversion does), uint8."""
-    yy = 1.164 * (y.astype(np.float32) - 16)
-    uu, vv = u.astype(np.float32) - 128, v.astype(np.float32) - 128
-    rgb = np.stack([yy + 1.596 * vv, yy - 0.392 * uu - 0.813 * vv, yy + 2.017 * uu], -1)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    """BT.601 limited-range YUV -> RGB (what FFmpeg's default conversion does), uint8 (clipped; OpenCV's
+    fixed-point transform, within a level of the float formula)."""
+    return cv2.transform(cv2.merge([y, u, v]), _YUV_TO_RGB)
+
+
+def shrink(plane: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Area-average a uint8 plane down to (h, w) in two steps: bilinear to the nearest integer multiple
+    k x (h, w) that is at most ~2x smaller than the plane (little aliasing), then k x k block means (OpenCV's
+    fast integer path). One-step area averaging by a fractional factor costs ~4x (54 vs 17 us for 320x180 to
+    48x27 on one core), a third of the decoder's time per frame."""
+    ph, pw = plane.shape[:2]
+    k = max(1, min(pw // (2 * w) + (pw % (2 * w) > 0), ph // (2 * h) + (ph % (2 * h) > 0)))
+    if k > 1 and (pw, ph) != (k * w, k * h):
+        plane = cv2.resize(plane, (k * w, k * h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(plane, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _plane(plane, width: int, height: int) -> np.ndarray:
+    """A decoded frame's plane as a (height, width) uint8 view of its buffer (rows padded to line_size)."""
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
 
 
 def iter_small_frames(container, size: tuple[int, int]) -> Iterator[np.ndarray]:
     """Every frame of an open container's first video stream at the detector's size (h, w), uint8 RGB,
-    decoded in order one at a time (nothing else is held). 4:2:0 frames are scaled plane by plane (area
-    averaging) and converted to RGB at the small size: converting full frames first costs ~10x the decode."""
+    decoded in order one at a time (nothing else is held). 4:2:0 frames are scaled plane by plane
+    (``shrink``) and converted to RGB at the small size: converting full frames first costs ~10x the decode."""
     h, w = size
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    stream.codec_context.options = {"skip_loop_filter": "all"}  # no H.264/HEVC deblocking: unseen at 48x27, -15%
     for frame in _decode_until_error(container, stream):
         if frame.format.name in ("yuv420p", "yuvj420p") and frame.height % 2 == 0 and frame.width % 2 == 0:
-            planes = frame.to_ndarray()  # (H * 3/2, W): Y, then U and V quarter planes
-            fh, fw = frame.height, frame.width
-            y = cv2.resize(planes[:fh], (w, h), interpolation=cv2.INTER_AREA)
-            uv = planes[fh:].reshape(2, fh // 2, fw // 2)
-            u = cv2.resize(uv[0], (w, h), interpolation=cv2.INTER_AREA)
-            v = cv2.resize(uv[1], (w, h), interpolation=cv2.INTER_AREA)
-            yield _yuv_to_rgb(y, u, v)
+            y, u, v = (_plane(frame.planes[i], frame.width >> (i > 0), frame.height >> (i > 0)) for i in range(3))
+            yield _yuv_to_rgb(shrink(y, w, h), shrink(u, w, h), shrink(v, w, h))
         else:
             yield frame.to_ndarray(width=w, height=h, format="rgb24")
 

@@ -58,7 +58,7 @@ def f1_of_probs(videos: list[tuple[np.ndarray, list]], threshold: float, low: fl
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)  # the network saturates: fine steps near 1
 LOWS = (0.3, 0.5, 0.7, 0.9)  # hysteresis: a run above ``low`` counts when its peak passes the threshold
 
 
@@ -113,7 +113,7 @@ def calibrate(model_dir: str, val_paths: list[str]) -> dict:
 
 def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1500, batch: int = 4,
           lr: float = 2e-3, seed: int = 0, log_every: int = 100, widths: tuple[int, ...] = (16, 32, 64),
-          hard: bool = True) -> dict:
+          hard: bool = True, pos_weight: float = 5.0) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     pool, val = shot_pool(train_paths), validation_set(val_paths)
@@ -124,7 +124,7 @@ def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1
     for step in range(1, steps + 1):
         xs, ys = zip(*(example(pool, rng, hard) for _ in range(batch)))
         x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
-        loss = F.binary_cross_entropy_with_logits(model.train()(x), y, pos_weight=torch.tensor(5.0))
+        loss = F.binary_cross_entropy_with_logits(model.train()(x), y, pos_weight=torch.tensor(pos_weight))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -135,7 +135,8 @@ def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1
     thr, low, scores = pick_threshold(model, val)
     info = {"steps": steps, "train_videos": [Path(p).name for p in train_paths],
             "val_videos": [Path(p).name for p in val_paths], "val_f1": scores[f"{thr}/{low}"],
-            "val_f1_by_threshold": scores, "train_shots": len(pool), "batch": batch, "hard_examples": hard}
+            "val_f1_by_threshold": scores, "train_shots": len(pool), "batch": batch, "hard_examples": hard,
+            "pos_weight": pos_weight}
     save_shotnet(model, out, thr, info, low)
     return {"threshold": thr, "low": low, "f1": scores[f"{thr}/{low}"]}
 
@@ -151,13 +152,15 @@ def main() -> None:
     ap.add_argument("--widths", default="16,32,64", help="channels of the three DDCNN blocks")
     ap.add_argument("--easy", action="store_true", help="no hard examples (look-alike cuts, shake, occluders, speed-ups, "
                     "exposure drifts): the recipe of the weights before 2026-12-07")
+    ap.add_argument("--pos-weight", type=float, default=5.0, help="weight of transition frames in the loss")
     ap.add_argument("--calibrate-only", action="store_true", help="re-pick the threshold of the model in --out")
     args = ap.parse_args()
     if args.calibrate_only:
         print(calibrate(args.out, args.val))
     else:
         print(train(args.train, args.val, args.out, args.steps, batch=args.batch, seed=args.seed,
-                    widths=tuple(int(w) for w in args.widths.split(",")), hard=not args.easy))
+                    widths=tuple(int(w) for w in args.widths.split(",")), hard=not args.easy,
+                    pos_weight=args.pos_weight))
 
 
 if __name__ == "__main__":

@@ -138,21 +138,67 @@ def exposure(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(frames.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
+def particles(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Snow, rain, bubbles or dust: many bright or dark specks at new places every frame over the whole
+    segment (the picture churns, the shot goes on): not a boundary."""
+    t, h, w = frames.shape[:3]
+    out = frames.copy()
+    n, level = int(rng.integers(h * w // 40, h * w // 6)), 255 if rng.random() < 0.7 else 0
+    for i in range(t):
+        ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
+        a = rng.uniform(0.3, 1.0, (n, 1))
+        out[i, ys, xs] = (out[i, ys, xs] * (1 - a) + level * a).astype(np.uint8)
+    return out
+
+
+def turbulence(frames: np.ndarray, rng: np.random.Generator, pixels: float = 0.025) -> np.ndarray:
+    """Churning water or heat haze: every frame warped by its own smooth random displacement of up to
+    ``pixels`` x the frame size: not a boundary."""
+    t, h, w = frames.shape[:3]
+    out = np.empty_like(frames)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for i in range(t):
+        d = rng.normal(0, 1, (2, 4, 6)).astype(np.float32)
+        dy, dx = (cv2.resize(c, (w, h), interpolation=cv2.INTER_CUBIC) * pixels * s for c, s in zip(d, (h, w)))
+        out[i] = cv2.remap(frames[i], gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
+def flicker(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Old film, fluorescent light or a noisy sensor: a random gain and noise on every frame: not a boundary."""
+    gain = rng.uniform(0.8, 1.2, (len(frames), 1, 1, 1))
+    noise = rng.normal(0, rng.uniform(2, 12), frames.shape)
+    return np.clip(frames.astype(np.float32) * gain + noise, 0, 255).astype(np.uint8)
+
+
+def reframe(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same scene seen through another frame (a punch-in, or a second camera a little to the side, after
+    the shot it comes from): a fixed crop of 1/1.1 to 1/1.8 of the frame, scaled back up. A cut *to* it is
+    a shot boundary, however alike the two pictures look."""
+    t, h, w = frames.shape[:3]
+    z = rng.uniform(1.1, 1.8)
+    ch, cw = int(h / z), int(w / z)
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return np.stack([cv2.resize(f[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
+
+
 def random_video(pool: list[np.ndarray], rng: np.random.Generator, num_segments: int = 4, h: int = 27, w: int = 48,
                  min_len: int = 20, max_len: int = 60, distractors: bool = True,
                  hard: bool = False) -> tuple[np.ndarray, list[Transition]]:
     """Segments drawn from ``pool`` (random windows), joined by random transitions, with flashes and fast
     motion inside some segments. ``hard`` (training): also cuts to a look-alike shot (one of the three
-    closest in mean colour), segments played 2-3x faster, hand-held shake, things passing close to the
-    camera and exposure drifts."""
+    closest in mean colour) or to another framing of the same shot (``reframe``: a jump cut), segments
+    played 2-3x faster, hand-held shake, things passing close to the camera, exposure drifts, and churning
+    pictures (particles, turbulence, flicker)."""
     segs, src_i = [], int(rng.integers(len(pool)))
     looks = np.stack([p[0].reshape(-1, 3).mean(0) for p in pool]) if hard else None
     for k in range(num_segments):
-        if k and hard and rng.random() < 0.25 and len(pool) > 1:  # hard: a quarter go to a look-alike shot
+        jump = bool(k and hard and rng.random() < 0.15)  # hard: another framing of the same scene
+        if k and not jump and hard and rng.random() < 0.25 and len(pool) > 1:  # a quarter: a look-alike shot
             dist = np.abs(looks - looks[src_i]).sum(1)
             dist[src_i] = np.inf
             src_i = int(rng.choice(np.argsort(dist)[:3]))
-        elif k:
+        elif k and not jump:
             src_i = int(rng.integers(len(pool)))
         src = pool[src_i]
         stride = int(rng.choice([1, 1, 1, 2, 3])) if hard else 1
@@ -160,6 +206,8 @@ def random_video(pool: list[np.ndarray], rng: np.random.Generator, num_segments:
         n = min(n, len(src) // stride)
         s = int(rng.integers(0, len(src) - n * stride + 1))
         seg = _fit(src[s:s + n * stride:stride], h, w)
+        if jump:
+            seg = reframe(seg, rng)
         if distractors and rng.random() < 0.25:
             seg = fast_motion(seg, rng)
         if distractors and rng.random() < 0.25 and len(seg) > 8:
@@ -172,6 +220,12 @@ def random_video(pool: list[np.ndarray], rng: np.random.Generator, num_segments:
             seg = occluder(seg, other[:ph, :pw], rng)
         if hard and rng.random() < 0.15:
             seg = exposure(seg, rng)
+        if hard and rng.random() < 0.12:
+            seg = particles(seg, rng)
+        if hard and rng.random() < 0.12:
+            seg = turbulence(seg, rng)
+        if hard and rng.random() < 0.1:
+            seg = flicker(seg, rng)
         segs.append(seg)
     kinds = [str(rng.choice(KINDS, p=[0.55, 0.2, 0.15, 0.1])) for _ in range(num_segments - 1)]
     lengths = [int(rng.integers(6, 20)) for _ in kinds]
