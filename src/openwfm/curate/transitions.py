@@ -172,11 +172,11 @@ def flicker(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def reframe(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The same scene seen through another frame (a punch-in, or a second camera a little to the side, after
-    the shot it comes from): a fixed crop of 1/1.1 to 1/1.8 of the frame, scaled back up. A cut *to* it is
-    a shot boundary, however alike the two pictures look."""
+    """The same scene seen through another frame (a punch-in after the shot it comes from): a fixed crop of
+    1/1.3 to 1/1.8 of the frame, scaled back up. A cut *to* it is a shot boundary, however alike the two
+    pictures look."""
     t, h, w = frames.shape[:3]
-    z = rng.uniform(1.1, 1.8)
+    z = rng.uniform(1.3, 1.8)
     ch, cw = int(h / z), int(w / z)
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
     return np.stack([cv2.resize(f[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
@@ -193,7 +193,7 @@ def random_video(pool: list[np.ndarray], rng: np.random.Generator, num_segments:
     segs, src_i = [], int(rng.integers(len(pool)))
     looks = np.stack([p[0].reshape(-1, 3).mean(0) for p in pool]) if hard else None
     for k in range(num_segments):
-        jump = bool(k and hard and rng.random() < 0.15)  # hard: another framing of the same scene
+        jump = bool(k and hard and rng.random() < 0.1)  # hard: another framing of the same scene
         if k and not jump and hard and rng.random() < 0.25 and len(pool) > 1:  # a quarter: a look-alike shot
             dist = np.abs(looks - looks[src_i]).sum(1)
             dist[src_i] = np.inf
