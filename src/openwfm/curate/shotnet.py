@@ -121,7 +121,7 @@ class ShotNet(nn.Module):
         return torch.stack(feats + [diff], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames (B, T, 27, 48, 3) uint8 or float in [0, 1] -> per-frame logits (B, T)."""
+        """Frames (B, T, 27, 48, 3) uint8, or float in [0, 1] (rounded to 255 levels) -> per-frame logits (B, T)."""
         frames = x if x.dtype == torch.uint8 else (x.clamp(0, 1) * 255).round().to(torch.uint8)
         x = frames.float() / 255
         sim = self.similarity(frames, x)
@@ -153,8 +153,8 @@ class ShotNet(nn.Module):
 
 
 def load_shotnet(path: str | Path | None = None) -> ShotNet:
-    """The shipped detector (or one saved by ``save_shotnet`` at ``path``), in eval mode with its batch norms
-    folded into the convolutions (inference only)."""
+    """The shipped detector (or one saved by ``save_shotnet`` at ``path``) in its inference form
+    (``ShotNet.for_inference``: eval mode, batch norms folded, frames and kernels transposed)."""
     from safetensors.torch import load_file
 
     d = Path(path) if path else WEIGHTS
