@@ -31,6 +31,8 @@ OMP_NUM_THREADS=1 .venv/bin/python -m openwfm.curate.train_shotnet \
   --val "$D/usr/share/doc/python-nbsphinx/html/www/wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv" \
     "$OCV/Megamind.avi" "$SKV/carphone_pristine.mp4" $SIMV2 \
   --out src/openwfm/assets/shotnet --steps 6000 --batch 8 --widths 8,16,32 --pos-weight 2
+# Its card (config.json) then gets a "heldout" block with the figures `benchmarks/shots.py` prints on the
+# held-out Debian footage (entered by hand: that footage is never fetched here).
 
 # video type: natural / animation / synthetic (simulator) / screen (generated); validation on other footage
 OMP_NUM_THREADS=1 .venv/bin/python -m openwfm.curate.train_videotype \

@@ -131,8 +131,8 @@ def skipped_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, str]]:
     return out
 
 
-_YUV_TO_RGB = np.array([[1.164, 0.0, 1.596], [1.164, -0.392, -0.813], [1.164, 2.017, 0.0]], np.float32)
-_YUV_TO_RGB = np.hstack([_YUV_TO_RGB, -(_YUV_TO_RGB @ np.array([16, 128, 128], np.float32))[:, None]])
+_BT601 = np.array([[1.164, 0.0, 1.596], [1.164, -0.392, -0.813], [1.164, 2.017, 0.0]], np.float32)
+_YUV_TO_RGB = np.hstack([_BT601, -(_BT601 @ np.array([16, 128, 128], np.float32))[:, None]])  # offsets folded in
 
 
 def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
