@@ -62,7 +62,7 @@ def blocklist() -> Blocklist:
 @pytest.mark.parametrize("text, expected", [
     ("D3C@PITÁTED!", "decapitated"),
     ("k i l l", "kill"), ("k.i.l.l", "kill"), ("k-i_l*l", "kill"), ("k i l l e r", "killer"),
-    ("kiiiilll", "kiill"), ("cooool", "cool"),
+    ("kiiiilll", "kill"), ("kiiiillxx", "kiillxx"), ("cooool", "cool"),  # stretches: the English reading, else two
     ("de\u200bcap\u200ditated", "decapitated"),              # zero-width space and joiner
     ("dеcаpitаtеd", "decapitated"),                           # Cyrillic е, а
     ("ＤＥＣＡＰＩＴＡＴＥＤ", "decapitated"), ("𝐩𝐨𝐫𝐧", "porn"),  # fullwidth, mathematical bold
@@ -421,6 +421,41 @@ def test_letter_spaced_words_split_at_any_wider_whitespace():
     assert normalize("d r o w n\t\tt h e  k i d") == "drown the kid"
     assert normalize("k i l l e r") == "killer"  # evenly spaced: one word, as before
     assert normalize("a red ball") == "a red ball"
+
+
+def test_letter_spaced_words_split_where_the_whitespace_pattern_changes():
+    """Issue 20: words apart by another whitespace than the letters (a line break, a tab of the same width)
+    or by a space after dotted letters are not glued into one string."""
+    assert normalize("s t e p\nb y\ns t e p :\na s s e m b l i n g\na\np i p e\nb o m b") == \
+        "step by step assembling a pipe bomb"
+    assert normalize("k.i.d.n.a.p.p.i.n.g a toddler") == "kidnapping a toddler"
+    assert normalize("d\tr\to\tw\tn t\th\te") == "drown the"
+    assert normalize("s t\u200b a b") == "stab"              # a zero-width character is no word gap
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("o-pe~ra'ti~ng table", "operating table"),            # a word broken into fragments by punctuation
+    ("a.ne~st'he*si'a", "anesthesia"),
+    ("fertil-izer", "fertilizer"),                          # a piece that is no word
+    ("a man's arm, he'll go", "a man s arm he ll go"),      # a word and an ending stay apart
+    ("well-known x-ray", "well known x ray"),
+    ("50m30n3 l4c1ng", "someone lacing"),                   # leet with more digits than letters, read as a word
+    ("3d printer 4k 1980s 2024", "3d printer 4k 1980s 2024"),
+    ("paaaarking", "parking"),
+    ("copmass scracthes fertiliezr", "compass scratches fertilizer"),  # neighbours swapped
+    ("explosves togehter", "explosives together"),         # a letter dropped inside the word
+    ("hitman bokeh reich crossfit", "hitman bokeh reich crossfit"),   # no replaced, extra or end letters
+])
+def test_normalize_reads_broken_and_misspelled_words(text, expected):
+    assert normalize(text) == expected
+
+
+def test_correct_leaves_ambiguous_and_known_words():
+    from openwfm.guardrail.blocklist import correct
+
+    assert correct("kitchen") == "kitchen"                    # English already
+    assert correct("tset") == "tset"                          # too short to guess
+    assert correct("m4ch1ne") == "m4ch1ne"                    # not letters: leet is canonical()'s job
 
 
 def test_handwritten_heldout_set_is_large_and_disjoint_from_training():

@@ -25,8 +25,10 @@ run-together word (``pipebomb``). ``normalize(text)`` gives the canonical string
 from __future__ import annotations
 
 import itertools
+import string
 import os
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -124,23 +126,30 @@ def _is_word_char(c: str) -> bool:
     return c.isalnum() or c in SYMBOLS
 
 
-def _split_at_wide_gaps(run: list[Token]) -> list[list[Token]]:
-    """A run of single characters cut wherever the gap between two of them is wider than the run's
-    narrowest gap (``s t a b   t h e`` -> ``stab``, ``the``): any whitespace pattern that spaces the
-    letters of a word more tightly than the words themselves."""
-    gaps = [b.start - a.end for a, b in zip(run, run[1:])]
-    if not gaps or max(gaps) == min(gaps):
+def _split_at_wide_gaps(run: list[Token], text: str) -> list[list[Token]]:
+    """A run of single characters cut between words. The gaps are the original text between the characters:
+    when one gap pattern spaces most of them (the letters of words outnumber the words), every other
+    pattern is a word boundary (``s t e p\\nb y``, ``k.i.l.l a``); otherwise the run is cut wherever a gap is
+    wider than its narrowest (``s t a b   t h e`` -> ``stab``, ``the``): any whitespace pattern that spaces
+    the letters of a word more tightly than the words themselves."""
+    gaps = ["".join(c for c in text[a.end:b.start] if unicodedata.category(c) != "Cf") for a, b in zip(run, run[1:])]
+    if not gaps or len(set(gaps)) == 1:
         return [run]
+    common, count = Counter(gaps).most_common(1)[0]
+    if 2 * count > len(gaps):
+        cut = [g != common for g in gaps]
+    else:
+        cut = [len(g) > min(map(len, gaps)) for g in gaps]
     parts, part = [], [run[0]]
-    for gap, tok in zip(gaps, run[1:]):
-        if gap > min(gaps):
+    for c, tok in zip(cut, run[1:]):
+        if c:
             parts.append(part)
             part = []
         part.append(tok)
     return parts + [part]
 
 
-def _join_runs(words: list[Token], extra: list[Token]) -> list[Token]:
+def _join_runs(words: list[Token], extra: list[Token], text: str) -> list[Token]:
     """Runs of >= 3 single characters joined into one word (``k i l l e r`` -> ``killer``), or into one word
     per part where wider gaps separate words (``_split_at_wide_gaps``; the whole run then goes to
     ``extra``); the run without a leading/trailing 'a'/'i' (an article swallowed by the run) goes to
@@ -151,7 +160,7 @@ def _join_runs(words: list[Token], extra: list[Token]) -> list[Token]:
         j = i
         while j < len(words) and len(words[j].text) == 1:
             j += 1
-        parts = _split_at_wide_gaps(words[i:j]) if j - i >= 3 else []
+        parts = _split_at_wide_gaps(words[i:j], text) if j - i >= 3 else []
         if len(parts) > 1:  # letter-spaced words with wider spaces between them: one word per part
             joined += [Token("".join(w.text for w in part), part[0].start, part[-1].end) for part in parts]
             extra.append(Token("".join(w.text for w in words[i:j]), words[i].start, words[j - 1].end))
@@ -170,14 +179,10 @@ def _join_runs(words: list[Token], extra: list[Token]) -> list[Token]:
     return joined
 
 
-def sequences(text: str) -> tuple[list[list[Token]], list[Token]]:
-    """(word sequences of the prompt, extra single-word candidates). The first sequence splits on
-    whitespace and punctuation (``man,stabs`` -> man, stabs); the second, when it differs, joins each
-    whitespace chunk (``b-lu-dg.eon t'o d*ea.th`` -> bludgeon, to, death)."""
-    chars = clean_chars(text)
-    split, chunked, extra = [], [], []
-    chunk: list[tuple[str, int]] = []
-    for c in chars + [(" ", len(text))]:
+def _chunks(text: str) -> list[list[Token]]:
+    """The word pieces of each whitespace-separated chunk of the prompt (``man,stabs`` -> [man, stabs])."""
+    out, chunk = [], []
+    for c in clean_chars(text) + [(" ", len(text))]:
         if c[0] != " ":
             chunk.append(c)
             continue
@@ -188,15 +193,26 @@ def sequences(text: str) -> tuple[list[list[Token]], list[Token]]:
             elif piece:
                 pieces.append(Token("".join(p[0] for p in piece), piece[0][1], piece[-1][1] + 1))
                 piece = []
-        split += pieces
-        if len(pieces) > 1:
-            chunked.append(Token("".join(p.text for p in pieces), pieces[0].start, pieces[-1].end))
-        else:
-            chunked += pieces
+        if pieces:
+            out.append(pieces)
         chunk = []
-    seqs = [_join_runs(split, extra)]
+    return out
+
+
+def _glued(pieces: list[Token]) -> Token:
+    return Token("".join(p.text for p in pieces), pieces[0].start, pieces[-1].end)
+
+
+def sequences(text: str) -> tuple[list[list[Token]], list[Token]]:
+    """(word sequences of the prompt, extra single-word candidates). The first sequence splits on
+    whitespace and punctuation (``man,stabs`` -> man, stabs); the second, when it differs, joins each
+    whitespace chunk (``b-lu-dg.eon t'o d*ea.th`` -> bludgeon, to, death)."""
+    chunks, extra = _chunks(text), []
+    split = [t for pieces in chunks for t in pieces]
+    chunked = [_glued(pieces) for pieces in chunks]
+    seqs = [_join_runs(split, extra, text)]
     if chunked != split:
-        seqs.append(_join_runs(chunked, extra))
+        seqs.append(_join_runs(chunked, extra, text))
     return seqs, extra
 
 
@@ -231,19 +247,63 @@ def variants(word: str) -> list[str]:
 
 
 def canonical(word: str) -> str:
-    """The one reading of a word that ``normalize`` shows: leet decoded only when letters outnumber the
-    digits and symbols (so ``3d``, ``4k``, ``1980s`` stay), trailing ``!`` dropped, stretches cut to two."""
+    """The one reading of a word that ``normalize`` shows: trailing ``!`` dropped; leet decoded when letters
+    outnumber the digits and symbols (so ``3d``, ``4k``, ``1980s`` stay) or when a decoding of a longer word
+    is an English word and the word is not (``50m30n3`` -> ``someone``); stretched letters cut to the English
+    word among their readings (``paaaarking`` -> ``parking``), else to two."""
     word = word.rstrip("!") or word
     letters = sum(c.isalpha() for c in word)
     if letters and letters > len(word) - letters:
         word = "".join(LEET.get(c, (c,))[0] for c in word)
-    return _stretch_options(word)[0]
+    elif letters and len(word) >= 4 and not is_english(word):
+        word = next((v for v in variants(word)[:-1] if v.isalpha() and is_english(v)), word)
+    options = _stretch_options(word)
+    return next((o for o in options if o.isalpha() and is_english(o)), options[0]) if len(options) > 1 else options[0]
+
+
+def _reads_as_word(pieces: list[Token]) -> bool:
+    """Whether a chunk cut by punctuation is one word broken up (``o-pe~ra'ti~ng``): glued, it is an English
+    word, and its pieces are three or more fragments (mostly one or two letters) or include a non-word.
+    A word and a short ending (``man's``, ``he'll``, ``x-ray``) stays two words."""
+    if len(pieces) < 2:
+        return False
+    glued = canonical(_glued(pieces).text)
+    if not (glued.isalpha() and is_english(glued)):
+        return False
+    words = [canonical(p.text) for p in pieces]
+    fragments = len(words) >= 3 and sum(map(len, words)) <= 2.5 * len(words)
+    return fragments or not all(is_english(w) for w in words if len(w) > 1)
+
+
+def correct(word: str, min_length: int = 6) -> str:
+    """A misspelled word (``min_length``+ ASCII letters, not English) read as the one English word a swap of
+    two neighbouring letters away (``copmass`` -> ``compass``), else the one a letter dropped inside the
+    word away (``explosves`` -> ``explosives``); unchanged when there is none or more than one. Extra and
+    replaced letters, and edits at either end, are not undone: those readings turn names and new words
+    into other words (``hitman`` -> ``pitman``, ``bokeh`` -> ``boke``)."""
+    if len(word) < min_length or not word.isalpha() or not word.isascii() or is_english(word):
+        return word
+    swaps = {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 1)}
+    missing = {word[:i] + c + word[i:] for i in range(1, len(word)) for c in string.ascii_lowercase}
+    for level in (swaps, missing):
+        found = {w for w in level if is_english(w)}
+        if found:
+            return found.pop() if len(found) == 1 else word
+    return word
+
+
+def readable_tokens(text: str) -> list[Token]:
+    """The prompt's words as a reader sees them: chunks broken up by punctuation glued back when they read
+    as one word (``_reads_as_word``), else split there; runs of single characters joined (``_join_runs``)."""
+    words = [t for pieces in _chunks(text) for t in ([_glued(pieces)] if _reads_as_word(pieces) else pieces)]
+    return _join_runs(words, [], text)
 
 
 def normalize(text: str) -> str:
     """The canonical form of a prompt: lowercase Latin words separated by single spaces, with the
-    obfuscations above undone (``"D3C@PITÁTED!"`` -> ``"decapitated"``, ``"k.i.l.l"`` -> ``"kill"``)."""
-    return " ".join(canonical(t.text) for t in tokens(text))
+    obfuscations above undone (``"D3C@PITÁTED!"`` -> ``"decapitated"``, ``"k.i.l.l"`` -> ``"kill"``,
+    ``"o-pe~ra'ti~ng"`` -> ``"operating"``) and misspellings one edit from a single English word corrected."""
+    return " ".join(correct(canonical(t.text)) for t in readable_tokens(text))
 
 
 @lru_cache(maxsize=65536)
