@@ -35,6 +35,6 @@ for p in CV4x8x8 DV4x8x8; do
     --clips 4 --json "$W/$n-real.json"
   .venv/bin/python recipes/card.py "$p" "$W" > "$W/$n-card.json"
   .venv/bin/wfm tokenizer export "$W/runs/$p" -o "src/openwfm/assets/tokenizers/$n" --stats-shards "$W/shards" \
-    --card "$W/$n-card.json" --overwrite
+    --card "$W/$n-card.json" --overwrite --half   # float16 since 2026-12-07 (the assets' size budget)
 done
 .venv/bin/python benchmarks/rate_distortion.py --videos "$W/sim-heldout" "$W/raw/cup.mp4" "$SKV/carphone_pristine.mp4"

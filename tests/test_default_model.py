@@ -214,3 +214,34 @@ def test_a_stamp_from_before_a_new_recipe_field_still_holds(tmp_path):
     assert ran == [1]
     _step(tmp_path, "latents", lambda: ran.append(2), {"clip_step": 4, "residual_prior": "hold"}, {"steps": {}})
     assert ran == [1, 2]
+
+
+def test_shipped_assets_fit_the_size_budget():
+    """Issue 19: everything under openwfm/assets, the world models, tokenizers, guardrail and curator
+    weights, stays <= 60 MB (10^6 bytes)."""
+    root = pretrained.ASSETS.parent
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert size <= 60e6, f"{size / 1e6:.1f} MB"
+
+
+def test_half_precision_exports_load_as_float32(tmp_path):
+    """A float16 export is half the size and loads as float32 tensors equal to the float16 rounding; the
+    shipped world models are stored that way and verify."""
+    from safetensors import safe_open
+
+    from openwfm.weights import load_weights, publish_model, verify
+
+    state = {"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(0)), "n": torch.tensor([3, 2049])}
+    full = publish_model(tmp_path / "full", state, {"task": "diffusion"}, {}, 7)
+    half = publish_model(tmp_path / "half", state, {"task": "diffusion"}, {}, 7, dtype=torch.float16)
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    _, w = load_weights(half)
+    assert w["w"].dtype == torch.float32 and torch.equal(w["w"], state["w"].half().float())
+    assert torch.equal(w["n"], torch.tensor([3.0, 2049.0]))  # not floating: stored as float32, exactly
+    with pytest.raises(ValueError, match="int8"):
+        publish_model(tmp_path / "bad", state, {}, {}, 0, dtype=torch.int8)
+    for name in ("default-v2w", "default-action"):
+        path = pretrained.ASSETS / name
+        with safe_open(str(path / "model.safetensors"), "pt") as f:
+            assert all(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
+        assert not verify(path) and all(v.dtype == torch.float32 for v in load_weights(path)[1].values())

@@ -133,3 +133,10 @@ def test_cli_export_of_a_4x8x8_shortcut_run_keeps_one_shared_latent_std(tmp_path
     model = json.loads((tmp_path / "tok" / "config.json").read_text())["model"]
     assert model["shortcut"] and len(set(model["latents_std"])) == 1 and len(model["latents_std"]) == 16
     assert api.load_tokenizer(tmp_path / "tok").cfg.spatial_compression == 8
+    half = CliRunner().invoke(app, ["tokenizer", "export", str(tmp_path / "run"), "-o", str(tmp_path / "half"), "--half"])
+    assert half.exit_code == 0, half.output  # float16 on disk, the same network within its rounding
+    size = [(tmp_path / d / "model.safetensors").stat().st_size for d in ("tok", "half")]
+    assert size[1] < 0.6 * size[0]
+    a, b = api.load_tokenizer(tmp_path / "tok"), api.load_tokenizer(tmp_path / "half")
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert y.dtype == x.dtype and torch.allclose(x, y, rtol=1e-3, atol=1e-4), k

@@ -239,9 +239,12 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
         return report
     report["exports"] = {"tokenizer": str(tok_export)} | {n: str(out / "export" / "world" / n) for n in worlds}
     if install:  # the shipped names: the world models name the shipped tokenizer
+        import torch
+
         _install(tok_export, tok.ASSETS / TOKENIZER_NAME)
         for name, run in worlds.items():
-            world.export(run, world.ASSETS / name, TOKENIZER_NAME, cards()[name], overwrite=True)
+            world.export(run, world.ASSETS / name, TOKENIZER_NAME, cards()[name], overwrite=True,
+                         dtype=torch.float16)  # shipped in half precision: the assets' size budget
         report["installed"] = [str(tok.ASSETS / TOKENIZER_NAME)] + [str(world.ASSETS / n) for n in worlds]
     report["seconds"] = round(sum(s["seconds"] for s in report["steps"].values()), 1)
     (out / "recipe-report.json").write_text(json.dumps(report, indent=1))

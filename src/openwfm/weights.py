@@ -98,16 +98,19 @@ def model_info(config: dict) -> dict:
 
 
 def publish_model(out: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, card: dict, step: int,
-                  metadata: dict[str, str] | None = None) -> Path:
-    """Write an exported (shippable) model directory: model.safetensors (fp32), config.json, card.json and an
+                  metadata: dict[str, str] | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Write an exported (shippable) model directory: model.safetensors (floating tensors as ``dtype``:
+    float32, or float16 for half the size; ``read_weights`` widens them back), config.json, card.json and an
     index with checksums. Written into a sibling temp directory and renamed into place (replacing ``out``),
     so a failed export leaves nothing half done."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"publish_model: dtype {dtype} is not a floating storage type")
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_safetensors({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, str(tmp / "model.safetensors"),
-              metadata=metadata)
+    save_safetensors({k: (v.detach().to(dtype) if v.is_floating_point() else v.detach().float()).contiguous().cpu()
+                      for k, v in state.items()}, str(tmp / "model.safetensors"), metadata=metadata)
     (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
     (tmp / MODEL_JSON).write_text(json.dumps(model_info(config), indent=1, default=str))
     (tmp / "card.json").write_text(json.dumps(card, indent=1, default=str))
@@ -246,4 +249,9 @@ def read_weights(path: Path, ema: bool = True) -> tuple[dict, dict[str, torch.Te
             raise CheckpointError(f"{path}/dcp: cannot read the model state")
         return config, tensors
     name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
-    return config, load_file(path / name)
+    return config, widen(load_file(path / name))
+
+
+def widen(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Half-precision tensors (an export stored as float16 or bfloat16) as float32, the rest unchanged."""
+    return {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in tensors.items()}

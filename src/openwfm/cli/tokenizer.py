@@ -177,8 +177,11 @@ def tokenizer_export(run: Path = typer.Argument(..., help="Tokenizer run or chec
                      stats: Optional[str] = typer.Option(None, "--stats-shards", help="Shards to measure the latent mean/std on (continuous)."),
                      stats_clips: int = typer.Option(64, "--stats-clips", min=1, help="Clips for the latent statistics."),
                      card: Optional[Path] = typer.Option(None, "--card", help="JSON merged into card.json (recipe, metrics)."),
+                     half: bool = typer.Option(False, "--half", help="Store the weights in float16 (half the size; loaded as float32)."),
                      overwrite: bool = typer.Option(False, "--overwrite")) -> None:
     """Export a run's EMA weights as a small self-contained tokenizer (config, weights, card, index)."""
+    import torch
+
     from openwfm.data import DataConfig, make_loader
     from openwfm.tokenizer.pretrained import export
     from openwfm.weights import resolve
@@ -196,7 +199,8 @@ def tokenizer_export(run: Path = typer.Argument(..., help="Tokenizer run or chec
     info = {"steps": step, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt)}
     if card:
         info.update(json.loads(card.read_text()))
-    path = export(model, config, dst, info, clips, overwrite=overwrite, shared_std=model.cfg.shortcut)
+    path = export(model, config, dst, info, clips, overwrite=overwrite, shared_std=model.cfg.shortcut,
+                  dtype=torch.float16 if half else torch.float32)
     out.print(f"wrote {path} ({model.cfg.kind}, step {step}, "
               f"{(path / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
 

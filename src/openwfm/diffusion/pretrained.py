@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "world"
 DEFAULT_V2W = "default-v2w"
 DEFAULT_ACTION = "default-action"
@@ -41,10 +43,11 @@ def find(run: str | os.PathLike | None) -> str | os.PathLike:
 
 
 def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, card: dict,
-           overwrite: bool = False) -> Path:
+           overwrite: bool = False, dtype: torch.dtype = torch.float32) -> Path:
     """Write a trained diffusion (or post-trained) run's EMA weights as a shippable model: ``tokenizer``
     replaces the run's tokenizer path (a shipped tokenizer's name), ``base``, a warm start's ``init`` (the
     card records it) and data paths are cleared.
+    ``dtype``: the stored precision (the shipped models are float16: half the size, widened on load).
     Written beside ``out_dir`` and renamed into place."""
     from openwfm.weights import load_weights, publish_model, resolve
 
@@ -60,7 +63,7 @@ def export(run: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str, c
     if isinstance(config.get("data"), dict):
         config["data"]["shards"] = ""
     step = int(json.loads((src / "trainer.json").read_text()).get("step", 0)) if (src / "trainer.json").is_file() else 0
-    return publish_model(out, weights, config, {"source": str(src), "steps": step, **card}, step)
+    return publish_model(out, weights, config, {"source": str(src), "steps": step, **card}, step, dtype=dtype)
 
 
 def read_card(run: str | os.PathLike | None) -> dict:

@@ -57,9 +57,11 @@ def latent_stats(model: Tokenizer, clips: list[torch.Tensor], shared_std: bool =
 
 
 def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dict,
-           clips: list[torch.Tensor] | None = None, overwrite: bool = False, shared_std: bool = False) -> Path:
+           clips: list[torch.Tensor] | None = None, overwrite: bool = False, shared_std: bool = False,
+           dtype: torch.dtype = torch.float32) -> Path:
     """Write ``model`` (its current weights) as an exported tokenizer: config.json (``config`` with the
-    model's config and, given ``clips``, the latent statistics), model.safetensors, card.json, index.json.
+    model's config and, given ``clips``, the latent statistics), model.safetensors (stored as ``dtype``),
+    card.json, index.json.
     Written beside ``out_dir`` and renamed into place, so a failed export leaves nothing half done."""
     from openwfm.weights import publish_model
 
@@ -71,7 +73,7 @@ def export(model: Tokenizer, config: dict, out_dir: str | os.PathLike, card: dic
         cfg.latents_mean, cfg.latents_std = latent_stats(model, clips, shared_std)
     config = {**config, "task": "tokenizer", "model": dict(cfg.__dict__)}
     return publish_model(out, model.state_dict(), config, {"kind": cfg.kind, **card}, int(card.get("steps", 0)),
-                         metadata={"kind": cfg.kind})
+                         metadata={"kind": cfg.kind}, dtype=dtype)
 
 
 def read_card(checkpoint: str | os.PathLike) -> dict:
