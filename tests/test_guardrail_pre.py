@@ -507,3 +507,21 @@ def test_the_simulators_own_captions_pass(guard):
     scores = guard.classifier.score(captions)
     assert (scores < guard.classifier.threshold).all(), {c: round(float(p), 2) for c, p in zip(captions, scores)
                                                          if p >= guard.classifier.threshold}
+
+
+def test_normalize_never_raises_and_is_stable_on_typed_text():
+    """Any text normalizes to single-spaced words; text typed with ASCII letters, digits, leet symbols,
+    punctuation and whitespace normalizes to a fixed point (a second pass changes nothing)."""
+    import string
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.text(max_size=60), st.text(alphabet=string.ascii_letters + " .-'~*\n\t013457@$!", max_size=60))
+    def check(anything: str, typed: str) -> None:
+        out = normalize(anything)
+        assert out == " ".join(out.split())
+        assert normalize(normalize(typed)) == normalize(typed)
+
+    check()
