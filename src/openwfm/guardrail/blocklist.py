@@ -25,8 +25,8 @@ run-together word (``pipebomb``). ``normalize(text)`` gives the canonical string
 from __future__ import annotations
 
 import itertools
-import string
 import os
+import string
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -258,7 +258,9 @@ def canonical(word: str) -> str:
     elif letters and len(word) >= 4 and not is_english(word):
         word = next((v for v in variants(word)[:-1] if v.isalpha() and is_english(v)), word)
     options = _stretch_options(word)
-    return next((o for o in options if o.isalpha() and is_english(o)), options[0]) if len(options) > 1 else options[0]
+    if len(options) > 1:
+        return next((o for o in options if o.isalpha() and is_english(o)), options[0])
+    return options[0]
 
 
 def _reads_as_word(pieces: list[Token]) -> bool:
