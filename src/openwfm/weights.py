@@ -247,9 +247,10 @@ def read_weights(path: Path, ema: bool = True) -> tuple[dict, dict[str, torch.Te
         tensors = (read_dcp_part(path, "ema") if ema else None) or read_dcp_part(path, "model")
         if tensors is None:
             raise CheckpointError(f"{path}/dcp: cannot read the model state")
-        return config, tensors
-    name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
-    return config, widen(load_file(path / name))
+    else:
+        name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
+        tensors = load_file(path / name)
+    return config, widen(tensors)
 
 
 def widen(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
