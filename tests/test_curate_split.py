@@ -135,6 +135,43 @@ def test_hysteresis_turns_frame_probabilities_into_transitions():
     assert [(t.start, t.end) for t in plain] == [(2, 2), (4, 4), (7, 7), (13, 13), (16, 16)]
 
 
+def test_spike_cuts_keep_isolated_difference_spikes_under_the_threshold():
+    """A sub-threshold probability peak is a cut only where the frame difference spikes alone: not at a flash
+    (two spikes a frame apart), not in fast motion (large differences all around), not beside a transition
+    already found, not under ``low``."""
+    from openwfm.curate.shotnet import spike_cuts
+    from openwfm.curate.transitions import Transition
+
+    t = 60
+    p = np.full(t, 0.02, dtype=np.float32)
+    d = np.full(t, 0.01, dtype=np.float32)
+    p[10], d[10] = 0.7, 0.08  # a static shot cut to a look-alike one: found
+    p[20], d[20], d[21] = 0.8, 0.1, 0.1  # a flash: the picture jumps back a frame later
+    p[30], d[27:34] = 0.9, 0.08  # fast motion
+    d[30] = 0.12
+    p[40], d[40] = 0.6, 0.09  # two frames from a transition already found
+    p[50], d[50] = 0.3, 0.09  # the network does not lean to a transition
+    found = [Transition(42, 44, "gradual")]
+    assert [(c.start, c.kind) for c in spike_cuts(p, d, found, low=0.5, ratio=3.0)] == [(10, "cut")]
+    assert spike_cuts(p, d, found, low=0.5, ratio=9.0) == []  # 0.08 is 8x its neighbours
+
+
+def test_frame_differences_and_the_spike_setting_round_trip(tmp_path):
+    """``frame_differences`` is the mean absolute change in [0, 1]; a saved detector keeps its calibrated
+    spike ratio, and null (none) loads as infinity, which finds no spike cut."""
+    from openwfm.curate.shotnet import ShotNet, frame_differences, load_shotnet, save_shotnet, spike_cuts
+
+    f = np.zeros((3, 27, 48, 3), np.uint8)
+    f[1] = 255
+    assert np.allclose(frame_differences(f), [0, 1, 1]) and frame_differences(f[:1]).tolist() == [0]
+    save_shotnet(ShotNet((4, 4, 4)), tmp_path / "a", 0.9, {}, spike_ratio=4.0)
+    assert load_shotnet(tmp_path / "a").spike_ratio == 4.0
+    save_shotnet(ShotNet((4, 4, 4)), tmp_path / "b", 0.9, {}, spike_ratio=float("inf"))
+    model = load_shotnet(tmp_path / "b")
+    assert model.spike_ratio == float("inf")
+    p, d = np.array([0, 0.8, 0], np.float32), np.array([0, 0.5, 0], np.float32)
+    assert spike_cuts(p, d, [], ratio=model.spike_ratio) == []
+
 def test_the_detector_input_is_area_averaged_and_bt601_converted(real_video):
     """``shrink`` (bilinear to a multiple of the size, then block means) stays within 1.5 levels on average
     of one-step area averaging; ``_yuv_to_rgb`` is the BT.601 limited-range formula within a level."""

@@ -26,6 +26,10 @@ from openwfm.curate.transitions import Transition
 
 WINDOW, CONTEXT = 64, 16  # training window; frames on each side of an inference window used only as context
 CUT_WIDTH = 5  # frames above the threshold spanning fewer than this are one cut (dissolves and fades are longer)
+# A sub-threshold peak becomes a cut when the picture changes at that frame SPIKE_RATIO times more than at any
+# of the SPIKE_SPAN frames on either side (a static camera cut to a look-alike recording); calibrated values in
+# config.json ("spike_low", "spike_ratio"), these are the defaults
+SPIKE_LOW, SPIKE_RATIO, SPIKE_SPAN = 0.5, 3.0, 3
 INFER_WINDOW = 256  # the network is convolutional in time: longer windows at inference, less overlap
 # PyTorch runs a 3D convolution with its slow reference kernel instead of oneDNN (5-7x slower on one thread) when
 # batch x channels x frames x height < 20480. Inference therefore runs one window per call, on frames transposed
@@ -163,10 +167,14 @@ def load_shotnet(path: str | Path | None = None) -> ShotNet:
     model.load_state_dict(load_file(str(d / "model.safetensors")))
     model.threshold = float(cfg.get("threshold", 0.5))
     model.low = float(cfg.get("low", model.threshold))
+    model.spike_low = float(cfg.get("spike_low", SPIKE_LOW))
+    ratio = cfg.get("spike_ratio", SPIKE_RATIO)  # null: no spike cuts
+    model.spike_ratio = float("inf") if ratio is None else float(ratio)
     return model.for_inference()
 
 
-def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict, low: float | None = None) -> Path:
+def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict, low: float | None = None,
+                 spike_ratio: float = SPIKE_RATIO) -> Path:
     from openwfm.files import save_safetensors
 
     out = Path(out)
@@ -175,8 +183,13 @@ def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict, 
     widths = [sum(c.out_channels for c in b.convs) for b in model.blocks]
     (out / "config.json").write_text(json.dumps({"widths": widths, "hist_bins": model.hist_bins,
                                                  "threshold": threshold, "low": threshold if low is None else low,
-                                                 **info}, indent=1))
+                                                 "spike_low": SPIKE_LOW, "spike_ratio": _json_ratio(spike_ratio), **info},
+                                                indent=1))
     return out
+
+
+def _json_ratio(ratio: float) -> float | None:
+    return None if ratio == float("inf") else ratio
 
 
 @torch.inference_mode()
@@ -201,11 +214,45 @@ def detect_learned(frames: np.ndarray, model: ShotNet | None = None, threshold: 
                    low: float | None = None) -> list[Transition]:
     """Transitions from per-frame probabilities, with hysteresis: a run of frames above ``low`` that
     reaches ``threshold`` somewhere is one transition (one or two frames: a cut). Both default to the
-    model's calibrated values (``low`` defaults to the threshold: plain runs above it)."""
+    model's calibrated values (``low`` defaults to the threshold: plain runs above it). Sub-threshold peaks
+    that are isolated spikes of frame difference are cuts too (``spike_cuts``)."""
     model = model or load_shotnet()
     thr = threshold if threshold is not None else getattr(model, "threshold", 0.5)
     low = low if low is not None else min(thr, getattr(model, "low", thr))
-    return transitions_from_probs(frame_probs(model, frames), thr, low)
+    probs = frame_probs(model, frames)
+    found = transitions_from_probs(probs, thr, low)
+    extra = spike_cuts(probs, frame_differences(frames), found, getattr(model, "spike_low", SPIKE_LOW),
+                       getattr(model, "spike_ratio", SPIKE_RATIO))
+    return sorted(found + extra, key=lambda t: t.start)
+
+
+def frame_differences(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of each uint8 frame (T, H, W, 3) to the one before, in [0, 1] (0 for the first)."""
+    d = np.zeros(len(frames), dtype=np.float32)
+    if len(frames) > 1:
+        a = frames.astype(np.int16)
+        d[1:] = np.abs(a[1:] - a[:-1]).mean(axis=(1, 2, 3)) / 255
+    return d
+
+
+def spike_cuts(probs: np.ndarray, diffs: np.ndarray, found: list[Transition], low: float = SPIKE_LOW,
+               ratio: float = SPIKE_RATIO, span: int = SPIKE_SPAN) -> list[Transition]:
+    """Cuts the threshold missed: frames whose probability is a local peak of at least ``low``, at least
+    ``span`` frames from every transition in ``found``, where the frame difference ``diffs`` is at least
+    ``ratio`` times every other within ``span`` frames. At a cut between two recordings of one static scene
+    only a few percent of the picture changes and the network's peak stays under the threshold, but the frame
+    difference still spikes; a flash changes the picture twice within a frame or two, and fast motion on many
+    frames: neither is an isolated spike."""
+    out = []
+    for t in range(1, len(probs) - 1):
+        if probs[t] < low or probs[t] < probs[t - 1] or probs[t] < probs[t + 1]:
+            continue
+        if any(f.start - span <= t <= f.end + span for f in found):
+            continue
+        near = np.concatenate([diffs[max(1, t - span):t], diffs[t + 1:t + span + 1]])
+        if len(near) and diffs[t] >= ratio * max(float(near.max()), 1e-4):
+            out.append(Transition(t, t, "cut"))
+    return out
 
 
 def transitions_from_probs(probs: np.ndarray, threshold: float, low: float) -> list[Transition]:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from openwfm.curate.shotnet import WINDOW, ShotNet, frame_probs, save_shotnet, transitions_from_probs
+from openwfm.curate.shotnet import (SPIKE_LOW, WINDOW, ShotNet, frame_differences, frame_probs, save_shotnet,
+                                    spike_cuts, transitions_from_probs)
 from openwfm.curate.shots import detect, shots, small_frames
 from openwfm.curate.stages import small_frames_of
 from openwfm.curate.transitions import edited_video, footage_pieces, labels, match, random_video
@@ -48,11 +49,15 @@ def example(pool: list[np.ndarray], rng: np.random.Generator, hard: bool = True)
     return video[s:s + WINDOW], y[s:s + WINDOW]
 
 
-def f1_of_probs(videos: list[tuple[np.ndarray, list]], threshold: float, low: float | None = None,
-                slack: int = 2) -> float:
+def f1_of_probs(videos: list[tuple[np.ndarray, list, np.ndarray]], threshold: float, low: float | None = None,
+                slack: int = 2, spike_ratio: float = float("inf")) -> float:
+    """F1 over ``videos`` (probabilities, true transitions, frame differences), with ``spike_cuts`` added
+    unless ``spike_ratio`` is infinite."""
     tp = fp = fn = 0
-    for probs, truth in videos:
+    for probs, truth, diffs in videos:
         found = transitions_from_probs(probs, threshold, threshold if low is None else low)
+        if spike_ratio < float("inf"):
+            found = found + spike_cuts(probs, diffs, found, SPIKE_LOW, spike_ratio)
         a, b, c = match([(t.start + t.end) / 2 for t in found], truth, slack)
         tp, fp, fn = tp + a, fp + b, fn + c
     return 2 * tp / max(1, 2 * tp + fp + fn)
@@ -60,6 +65,9 @@ def f1_of_probs(videos: list[tuple[np.ndarray, list]], threshold: float, low: fl
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)  # the network saturates: fine steps near 1
 LOWS = (0.3, 0.5, 0.7, 0.9)  # hysteresis: a run above ``low`` counts when its peak passes the threshold
+# spike cuts (``shotnet.spike_cuts``): the validation footage has few cuts between look-alike static shots, so
+# among ratios of equal F1 the most sensitive (lowest) is kept; inf = none
+SPIKE_RATIOS = (2.0, 2.5, 3.0, 4.0, 6.0, float("inf"))
 
 
 def validation_set(val_paths: list[str], n: int = 30, size: tuple[int, int] = (180, 320)) -> list:
@@ -89,12 +97,15 @@ def validation_set(val_paths: list[str], n: int = 30, size: tuple[int, int] = (1
     return out
 
 
-def pick_threshold(model: ShotNet, val: list) -> tuple[float, float, dict]:
-    """(threshold, low, F1 by setting) with the best validation F1 (ties: the higher threshold)."""
-    probs = [(frame_probs(model, v), truth) for v, truth in val]
+def pick_threshold(model: ShotNet, val: list) -> tuple[float, float, dict, float]:
+    """(threshold, low, F1 by setting, spike ratio) with the best validation F1 (ties: the higher threshold),
+    then the spike ratio with the best F1 at that setting (ties: the lower ratio)."""
+    probs = [(frame_probs(model, v), truth, frame_differences(v)) for v, truth in val]
     scores = {(thr, low): f1_of_probs(probs, thr, low) for thr in THRESHOLDS for low in LOWS if low <= thr}
     thr, low = max(scores, key=lambda k: (scores[k], k))
-    return thr, low, {f"{t}/{lo}": f for (t, lo), f in scores.items()}
+    spikes = {r: f1_of_probs(probs, thr, low, spike_ratio=r) for r in SPIKE_RATIOS}
+    ratio = max(spikes, key=lambda r: (spikes[r], -r))
+    return thr, low, {f"{t}/{lo}": f for (t, lo), f in scores.items()}, ratio
 
 
 def calibrate(model_dir: str, val_paths: list[str]) -> dict:
@@ -103,12 +114,13 @@ def calibrate(model_dir: str, val_paths: list[str]) -> dict:
 
     from openwfm.curate.shotnet import load_shotnet
 
-    thr, low, scores = pick_threshold(load_shotnet(model_dir), validation_set(val_paths))
+    thr, low, scores, ratio = pick_threshold(load_shotnet(model_dir), validation_set(val_paths))
     cfg_path = Path(model_dir) / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg.update(threshold=thr, low=low, val_f1=scores[f"{thr}/{low}"], val_f1_by_threshold=scores)
+    cfg.update(threshold=thr, low=low, val_f1=scores[f"{thr}/{low}"], val_f1_by_threshold=scores,
+               spike_low=SPIKE_LOW, spike_ratio=None if ratio == float("inf") else ratio)
     cfg_path.write_text(json.dumps(cfg, indent=1))
-    return {"threshold": thr, "low": low, "f1": scores[f"{thr}/{low}"]}
+    return {"threshold": thr, "low": low, "f1": scores[f"{thr}/{low}"], "spike_ratio": ratio}
 
 
 def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1500, batch: int = 4,
@@ -132,13 +144,13 @@ def train(train_paths: list[str], val_paths: list[str], out: str, steps: int = 1
         if step % log_every == 0:
             print(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
     model.eval()
-    thr, low, scores = pick_threshold(model, val)
+    thr, low, scores, ratio = pick_threshold(model, val)
     info = {"steps": steps, "train_videos": [Path(p).name for p in train_paths],
             "val_videos": [Path(p).name for p in val_paths], "val_f1": scores[f"{thr}/{low}"],
             "val_f1_by_threshold": scores, "train_shots": len(pool), "batch": batch, "hard_examples": hard,
             "pos_weight": pos_weight}
-    save_shotnet(model, out, thr, info, low)
-    return {"threshold": thr, "low": low, "f1": scores[f"{thr}/{low}"]}
+    save_shotnet(model, out, thr, info, low, spike_ratio=ratio)
+    return {"threshold": thr, "low": low, "f1": scores[f"{thr}/{low}"], "spike_ratio": ratio}
 
 
 def main() -> None:
