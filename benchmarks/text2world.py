@@ -72,12 +72,16 @@ def main() -> None:
     ap.add_argument("--max-rollouts", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--min-pixels", type=int, default=4)
+    ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: wfm generate's)")
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: wfm generate's)")
     args = ap.parse_args()
     pipe = WorldPipeline.from_pretrained(args.checkpoint)
     res, n = pipe.cfg.data.resolution, pipe.cfg.data.num_frames
     rollouts = [load_rollout(p, res, n) for p in find_rollouts(args.sim, args.max_rollouts)]
     model, cid = calibrate(rollouts, res, n)
     g = GenerateConfig()
+    g = GenerateConfig(**{**g.__dict__, **({"guidance": args.guidance} if args.guidance is not None else {}),
+                          **({"steps": args.steps} if args.steps is not None else {})})
     print(f"{platform.machine()}, torch {torch.__version__}, {date.today()}; {args.checkpoint or 'default-v2w'}, "
           f"{len(rollouts)} held-out captions x {args.seeds} seeds, {g.sampler} {g.steps} steps, guidance {g.guidance}")
     rows = {"truth": ([], []), "model": ([], []), "no prompt": ([], [])}

@@ -1,8 +1,9 @@
 """The shipped default model on rollouts simulated here with seeds no model saw, as ``wfm generate
 video2world`` runs it (its default settings): issue 19's floors — it beats copying the last input frame
-where things move, the action model does better with the true robot actions than with them reversed
-(strict xfail while the floors are not met: docs/default-model.md has the numbers) — what it does hold
-today (no collapse below copy-last, objects kept), and its tokenizer's floors."""
+by 2 dB where things move, the action model does better with the true robot actions than with them
+reversed (strict xfail while the floors are not met: docs/default-model.md has the numbers) — what it does
+hold today (above copy-last where things move, objects kept, samples neither blurred nor noisy), and its
+tokenizer's floors."""
 
 from __future__ import annotations
 
@@ -28,25 +29,40 @@ def heldout(tmp_path_factory):
 
 
 FLOOR_NOT_MET = ("issue 19's floor is not met yet by the shipped model (25,614 CPU steps, the last 14,000 with the "
-                 "'hold' prior, 4,000 of them decaying the learning rate): on held-out rollouts it beats copy-last in "
-                 "the moving region by 0.5 dB from 1 frame and 0.2 dB from 9, and ignores its actions "
-                 "(docs/default-model.md); strict: this test fails the day the floor holds, so the marker must go then")
+                 "'hold' prior, 4,000 of them decaying the learning rate; Euler 3 steps): on held-out rollouts it "
+                 "beats copy-last in the moving region by 0.85 dB from 1 frame and 0.6 dB from 9, and ignores its "
+                 "actions (docs/default-model.md); strict: this test fails the day the floor holds, so the marker "
+                 "must go then")
+
+
+@pytest.fixture(scope="module")
+def scores(heldout):
+    """Mean metrics of copy-last and of the default model (GenerateConfig's defaults: what the CLI runs) from
+    k input frames, by (predictor, metric); computed once per k."""
+    from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics
+    from openwfm.pipelines.world import WorldPipeline
+
+    pipe, done = WorldPipeline.from_pretrained(None), {}
+
+    def of(k: int) -> dict:
+        if k not in done:
+            cfg = PhysicsConfig(num_input_frames=k, num_frames=pipe.cfg.data.num_frames,
+                                resolution=pipe.cfg.data.resolution, include_truth=False)
+            rows = evaluate_physics([heldout / s for s in ("falling", "orbit", "push")],
+                                    {"copy_last": BASELINES["copy_last"],
+                                     "model": WorldModelPredictor.of(pipe, "default-v2w")}, cfg)["rows"]
+            done[k] = {(p, m): float(np.nanmean([r[m] for r in rows if r["predictor"] == p]))
+                       for p in ("copy_last", "model") for m in ("psnr", "psnr_moving", "mask_iou", "grad_ratio")}
+        return done[k]
+    return of
 
 
 @pytest.mark.xfail(reason=FLOOR_NOT_MET, strict=True)
 @pytest.mark.parametrize("k", [1, 9])
-def test_shipped_default_beats_copy_last_where_things_move(heldout, k):
-    from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics
-    from openwfm.pipelines.world import WorldPipeline
-
-    pipe = WorldPipeline.from_pretrained(None)
-    model = WorldModelPredictor.of(pipe, "default-v2w")  # GenerateConfig's defaults: what the CLI runs
-    cfg = PhysicsConfig(num_input_frames=k, num_frames=pipe.cfg.data.num_frames,
-                        resolution=pipe.cfg.data.resolution, include_truth=False)
-    rows = evaluate_physics([heldout / s for s in ("falling", "orbit", "push")],
-                            {"copy_last": BASELINES["copy_last"], "model": model}, cfg)["rows"]
-    mean = {p: np.nanmean([r["psnr_moving"] for r in rows if r["predictor"] == p]) for p in ("copy_last", "model")}
-    assert mean["model"] > mean["copy_last"] + 1.0, mean
+def test_shipped_default_beats_copy_last_where_things_move(scores, k):
+    """Issue 19's floor: moving-region PSNR >= copy-last + 2 dB."""
+    mean = scores(k)
+    assert mean["model", "psnr_moving"] >= mean["copy_last", "psnr_moving"] + 2.0, mean
 
 
 @pytest.mark.xfail(reason=FLOOR_NOT_MET, strict=True)
@@ -102,20 +118,18 @@ def test_the_world_models_tokenizer_meets_its_floors(heldout):
     assert np.nanmean([r["mask_iou"] for r in rows]) >= 0.6
 
 
-def test_shipped_default_keeps_the_scene(heldout):
-    """What holds today: from 1 frame the default model stays within 1.5 dB of copy-last over the whole frame
-    and within 1 dB in the moving region, and keeps objects (mask IoU > 0.15; the old default: 0.02)."""
-    from openwfm.evaluate.physics import BASELINES, PhysicsConfig, WorldModelPredictor, evaluate_physics
-    from openwfm.pipelines.world import WorldPipeline
+def test_shipped_default_keeps_the_scene(scores):
+    """What holds today: from 1 frame the default model beats copy-last where things move (by 0.5 dB; 1.0
+    measured here), stays within 0.5 dB of it over the whole frame (above it by 0.5 measured), and keeps
+    objects (mask IoU > 0.2, 0.30 measured; the old default: 0.02)."""
+    mean = scores(1)
+    assert mean["model", "psnr"] > mean["copy_last", "psnr"] - 0.5, mean
+    assert mean["model", "psnr_moving"] > mean["copy_last", "psnr_moving"] + 0.5, mean
+    assert mean["model", "mask_iou"] > 0.2, mean
 
-    pipe = WorldPipeline.from_pretrained(None)
-    cfg = PhysicsConfig(num_input_frames=1, num_frames=pipe.cfg.data.num_frames,
-                        resolution=pipe.cfg.data.resolution, include_truth=False)
-    rows = evaluate_physics([heldout / s for s in ("falling", "orbit", "push")],
-                            {"copy_last": BASELINES["copy_last"], "model": WorldModelPredictor.of(pipe, "v2w")},
-                            cfg)["rows"]
-    mean = {(p, m): np.nanmean([r[m] for r in rows if r["predictor"] == p]) for p in ("copy_last", "model")
-            for m in ("psnr", "psnr_moving", "mask_iou")}
-    assert mean["model", "psnr"] > mean["copy_last", "psnr"] - 1.5, mean
-    assert mean["model", "psnr_moving"] > mean["copy_last", "psnr_moving"] - 1.0, mean
-    assert mean["model", "mask_iou"] > 0.15, mean
+
+@pytest.mark.parametrize("k", [1, 9])
+def test_shipped_samples_are_neither_blurred_nor_noisy(scores, k):
+    """Issue 19's floor: the samples' mean gradient magnitude is 0.7-1.3x the truth's (1.13 / 1.21 measured
+    here with the 3-step default; 1.26 / 1.35 with the 10 steps before it)."""
+    assert 0.7 <= scores(k)["model", "grad_ratio"] <= 1.3, scores(k)
