@@ -65,6 +65,12 @@ def test_warm_start_takes_the_weights_and_refuses_another_network(recipe, tmp_pa
     wider = replace(cfg, init=report["exports"]["default-v2w"], model=replace(cfg.model, model_channels=96))
     with pytest.raises(ConfigError, match="init=.*same network"):
         DiffusionTask(wider).init_weights(DiffusionTask(wider).build_model())
+    # a finer spatial patch starts from the coarser model (dit.repatch_state): the blocks are the same weights
+    finer = DiffusionTask(replace(cfg, init=report["exports"]["default-v2w"], model=replace(cfg.model, patch_spatial=1)))
+    fine = finer.build_model()
+    finer.init_weights(fine)
+    assert all(torch.equal(fine.state_dict()[k], v) for k, v in start.state_dict().items() if ".blocks." in k)
+    assert fine.net.x_embedder.weight.shape[1] * 4 == start.net.x_embedder.weight.shape[1]
     # the recipe reuses a tokenizer and warm-starts Video2World, and the cards say so
     again = run_recipe(tmp_path / "warm", replace(TINY, push=0, tokenizer_from=report["exports"]["tokenizer"],
                                                   v2w_init=report["exports"]["default-v2w"]), quiet=True)

@@ -235,3 +235,29 @@ def test_context_parallel_matches_one_process(tmp_path):
     assert sum(r["loss"] for r in ranks) / 2 == pytest.approx(loss.item(), rel=1e-5)
     for k, p in model.named_parameters():
         torch.testing.assert_close(sum(r["grads"][k] for r in ranks) / 2, p.grad, atol=1e-5, rtol=1e-4, msg=k)
+
+
+@pytest.mark.parametrize("old, new", [(2, 1), (4, 2)])
+def test_repatch_to_a_finer_patch_keeps_the_patch_means(old, new):
+    """``repatch_state``: with no blocks between embedding and projection, the finer network's output on an
+    input constant over each old patch repeats the same new patch across each old one and has the old
+    output's mean there; the position tables repeat; a patch that does not divide is refused."""
+    from openwfm.diffusion.dit import repatch_state
+
+    torch.manual_seed(0)
+    cfg = DiTConfig(in_channels=4, out_channels=4, model_channels=32, num_blocks=0, num_heads=2,
+                    crossattn_emb_channels=8, adaln_lora_dim=4, patch_spatial=old, max_size=(4, 16, 16))
+    coarse = DiT(cfg)
+    fine = DiT(DiTConfig(**{**cfg.__dict__, "patch_spatial": new}))
+    fine.load_state_dict(repatch_state(coarse.state_dict(), cfg, new))
+    x = torch.randn(2, 4, 3, 8 // old, 8 // old).repeat_interleave(old, 3).repeat_interleave(old, 4)
+    args = (torch.randn(2), torch.randn(2, 5, 8))
+    a, b = coarse(x, *args), fine(x, *args)
+    pool = lambda y, k: F.avg_pool3d(y, (1, k, k))  # noqa: E731
+    assert torch.allclose(pool(a, old), pool(b, old), atol=1e-5)
+    f = old // new  # every new patch of an old patch gives the same output
+    blocks = b.reshape(2, 4, 3, 8 // old, f, new, 8 // old, f, new)
+    assert torch.allclose(blocks, blocks[:, :, :, :, :1, :, :, :1].expand_as(blocks), atol=1e-6)
+    assert torch.equal(fine.pos_h[: 2 * (old // new)], coarse.pos_h[:2].repeat_interleave(old // new, 0))
+    with pytest.raises(ValueError, match="must divide"):
+        repatch_state(coarse.state_dict(), cfg, 3)

@@ -289,6 +289,31 @@ def _chunk(n: int, group) -> tuple[int, int]:
     return rank * n // world, (rank + 1) * n // world
 
 
+def repatch_state(state: dict[str, torch.Tensor], cfg: DiTConfig, patch: int, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A warm start for the same DiT with a finer spatial patch ``patch`` (dividing ``cfg.patch_spatial``):
+    the blocks are copied; the patch embedding is summed over each f x f group of sub-patches (f = old / new),
+    so a token embeds as the old token of a patch repeating it; the output projection is averaged over them;
+    the h / w position tables repeat each entry f times. With no blocks between them, the new network's output
+    on an input constant over each old patch is the old output's mean over that patch (tested); with blocks it
+    is a starting point (attention sees f^2 tokens, and RoPE positions f times as far apart). ``prefix``: the
+    DiT's key prefix in ``state`` (``"net."`` in a WorldModel's)."""
+    old = cfg.patch_spatial
+    if patch < 1 or old % patch:
+        raise ValueError(f"repatch: the new patch {patch} must divide the old one {old}")
+    f, pt, d = old // patch, cfg.patch_temporal, cfg.model_channels
+    out = dict(state)
+    w = state[prefix + "x_embedder.weight"]  # (d, c_in * pt * old * old), features (c, pt, p_h, p_w)
+    out[prefix + "x_embedder.weight"] = w.reshape(d, -1, pt, f, patch, f, patch).sum(dim=(3, 5)).reshape(d, -1)
+    p = state[prefix + "final_proj.weight"]  # (old * old * pt * C, d), rows (p_h, p_w, p_t, C)
+    out[prefix + "final_proj.weight"] = p.reshape(f, patch, f, patch, pt, -1, d).mean(dim=(0, 2)).reshape(-1, d)
+    for axis, size in (("h", cfg.max_size[1]), ("w", cfg.max_size[2])):
+        if prefix + f"pos_{axis}" in state:
+            table = state[prefix + f"pos_{axis}"].repeat_interleave(f, dim=0)[: size // patch]
+            pad = size // patch - len(table)  # max_size not a multiple of the old patch: repeat the last row
+            out[prefix + f"pos_{axis}"] = torch.cat([table, table[-1:].expand(pad, -1)]) if pad else table
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- presets
 def _preset(blocks: int, width: int, heads: int) -> DiTConfig:
     return DiTConfig(num_blocks=blocks, model_channels=width, num_heads=heads)

@@ -41,17 +41,25 @@ class DiffusionTask(Task):
         return WorldModel(cfg.model, cfg.edm, cfg.v2w)
 
     def init_weights(self, model: torch.nn.Module) -> None:
-        """Warm start from ``init`` (its weights must fit this run's model config exactly; the EDM
-        uncertainty head, which exports leave out, keeps its fresh initialization)."""
+        """Warm start from ``init`` (its weights must fit this run's model config exactly, or differ only by a
+        coarser spatial patch that this run's divides: ``dit.repatch_state``; the EDM uncertainty head, which
+        exports leave out, keeps its fresh initialization)."""
         if not self.cfg.init:
             return
+        from dataclasses import replace
+
+        from openwfm.diffusion.dit import repatch_state
         from openwfm.hub import load_world_model
 
         start, start_cfg = load_world_model(self.cfg.init)
-        if start_cfg.model != self.cfg.model or start_cfg.v2w.residual != self.cfg.v2w.residual:
+        state, patch, old = start.state_dict(), self.cfg.model.patch_spatial, start_cfg.model.patch_spatial
+        finer = patch != old and old % patch == 0 and replace(start_cfg.model, patch_spatial=patch) == self.cfg.model
+        if (start_cfg.model != self.cfg.model and not finer) or start_cfg.v2w.residual != self.cfg.v2w.residual:
             raise ConfigError(f"init={self.cfg.init}: its model config or residual setting differs from this "
-                              "run's; a warm start needs the same network")
-        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+                              "run's; a warm start needs the same network (or one whose patch this run's divides)")
+        if finer:
+            state = repatch_state(state, start_cfg.model, patch, prefix="net.")
+        missing, unexpected = model.load_state_dict(state, strict=False)
         bad = [k for k in missing if not k.startswith("uncertainty")]
         if unexpected or bad:
             raise ConfigError(f"init={self.cfg.init} does not fit: missing {bad[:3]}, unexpected {unexpected[:3]}")
