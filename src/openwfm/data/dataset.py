@@ -205,5 +205,15 @@ def make_loader(cfg: DataConfig, index: ShardIndex | None = None, rank: int = 0,
     # own generator: creating the loader's iterator must not draw from the global RNG, or a resumed run
     # (which creates one more iterator) would drift from the uninterrupted one
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
-                        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed))
+                        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed),
+                        multiprocessing_context=worker_context(cfg.num_workers))
     return loader, sampler
+
+
+def worker_context(num_workers: int):
+    """The multiprocessing context of DataLoader workers: forkserver (None without workers). A worker forked
+    from the training process inherits whatever locks its threads (OpenMP, decoders, logging) held at that
+    moment and can wait on one forever; the fork server is a clean single-threaded process."""
+    import multiprocessing
+
+    return multiprocessing.get_context("forkserver") if num_workers > 0 else None

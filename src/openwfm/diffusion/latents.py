@@ -126,7 +126,7 @@ class LatentDataset(torch.utils.data.Dataset):
 
 def latent_loader(data_cfg: DataConfig, index, rank: int, world: int, epoch: int, position: int):
     """Bucketed batches of latent samples (one shape per batch), resumable like ``make_loader``."""
-    from openwfm.data import BucketBatchSampler, collate
+    from openwfm.data import BucketBatchSampler, collate, worker_context
 
     entries = [e for e in index if e.kind == "latent"]
     if not entries:
@@ -138,7 +138,8 @@ def latent_loader(data_cfg: DataConfig, index, rank: int, world: int, epoch: int
                                  shuffle=data_cfg.shuffle)
     sampler.load_state_dict({"epoch": epoch, "position": position})
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=data_cfg.num_workers, collate_fn=collate,
-                                       generator=torch.Generator().manual_seed(data_cfg.seed))
+                                       generator=torch.Generator().manual_seed(data_cfg.seed),
+                                       multiprocessing_context=worker_context(data_cfg.num_workers))
 
 
 def precomputed_loader(task, data_cfg: DataConfig, env, epoch: int, position: int):

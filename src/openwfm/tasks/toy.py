@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from openwfm.config import ConfigError, register_preset
-from openwfm.data import DataConfig, StageConfig
+from openwfm.data import DataConfig, StageConfig, worker_context
 from openwfm.nn.context_parallel import context_parallel_attention, shard_sequence
 from openwfm.train.distributed import DistEnv
 from openwfm.train.task import Task, register_task
@@ -220,4 +220,5 @@ class ToyTask(Task):
         sampler.load_state_dict({"epoch": epoch, "position": position})
         return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_collate,
                                            num_workers=data_cfg.num_workers,
-                                           generator=torch.Generator().manual_seed(data_cfg.seed))
+                                           generator=torch.Generator().manual_seed(data_cfg.seed),
+                                           multiprocessing_context=worker_context(data_cfg.num_workers))
