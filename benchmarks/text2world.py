@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -79,9 +80,8 @@ def main() -> None:
     res, n = pipe.cfg.data.resolution, pipe.cfg.data.num_frames
     rollouts = [load_rollout(p, res, n) for p in find_rollouts(args.sim, args.max_rollouts)]
     model, cid = calibrate(rollouts, res, n)
-    g = GenerateConfig()
-    g = GenerateConfig(**{**g.__dict__, **({"guidance": args.guidance} if args.guidance is not None else {}),
-                          **({"steps": args.steps} if args.steps is not None else {})})
+    chosen = {"guidance": args.guidance, "steps": args.steps}
+    g = replace(GenerateConfig(), **{k: v for k, v in chosen.items() if v is not None})
     print(f"{platform.machine()}, torch {torch.__version__}, {date.today()}; {args.checkpoint or 'default-v2w'}, "
           f"{len(rollouts)} held-out captions x {args.seeds} seeds, {g.sampler} {g.steps} steps, guidance {g.guidance}")
     rows = {"truth": ([], []), "model": ([], []), "no prompt": ([], [])}

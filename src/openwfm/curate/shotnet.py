@@ -183,12 +183,13 @@ def save_shotnet(model: ShotNet, out: str | Path, threshold: float, info: dict, 
     widths = [sum(c.out_channels for c in b.convs) for b in model.blocks]
     (out / "config.json").write_text(json.dumps({"widths": widths, "hist_bins": model.hist_bins,
                                                  "threshold": threshold, "low": threshold if low is None else low,
-                                                 "spike_low": SPIKE_LOW, "spike_ratio": _json_ratio(spike_ratio), **info},
-                                                indent=1))
+                                                 "spike_low": SPIKE_LOW,
+                                                 "spike_ratio": spike_ratio_json(spike_ratio), **info}, indent=1))
     return out
 
 
-def _json_ratio(ratio: float) -> float | None:
+def spike_ratio_json(ratio: float) -> float | None:
+    """The spike ratio as config.json stores it: null for none (infinity)."""
     return None if ratio == float("inf") else ratio
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from openwfm.curate.shotnet import (SPIKE_LOW, WINDOW, ShotNet, frame_differences, frame_probs, save_shotnet,
-                                    spike_cuts, transitions_from_probs)
+                                    spike_cuts, spike_ratio_json, transitions_from_probs)
 from openwfm.curate.shots import detect, shots, small_frames
 from openwfm.curate.stages import small_frames_of
 from openwfm.curate.transitions import edited_video, footage_pieces, labels, match, random_video
@@ -118,7 +118,7 @@ def calibrate(model_dir: str, val_paths: list[str]) -> dict:
     cfg_path = Path(model_dir) / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg.update(threshold=thr, low=low, val_f1=scores[f"{thr}/{low}"], val_f1_by_threshold=scores,
-               spike_low=SPIKE_LOW, spike_ratio=None if ratio == float("inf") else ratio)
+               spike_low=SPIKE_LOW, spike_ratio=spike_ratio_json(ratio))
     cfg_path.write_text(json.dumps(cfg, indent=1))
     return {"threshold": thr, "low": low, "f1": scores[f"{thr}/{low}"], "spike_ratio": ratio}
 
