@@ -2,15 +2,17 @@
 
     python benchmarks/action_floors.py --sim HELDOUT/push [-c default-action] [--max-rollouts 8]
 
-For each rollout, the first frame and the caption go in with four action inputs: the true actions, zero
-actions, the true actions reversed in time, and the true actions again with another seed. Scored over the
-moving region (pixels whose true value departs from the first frame: the arm and what it pushes):
+For each rollout, the first frame (``--num-input-frames 9``: the first 9) and the caption go in with four
+action inputs for the frames to come: the true actions, zero actions, the true actions reversed in time, and
+the true actions again with another seed (the input frames keep their own actions). Scored over the moving
+region (pixels whose true value departs from the last input frame: the arm and what it pushes):
 - true vs zero and true vs reversed: the mean gain in moving-region PSNR (floor: >= 1 dB) and the share of
   rollouts where the true actions win (floor: >= 80 %);
 - counterfactuals vs seeds: the RMS difference between the prediction under the true actions and under
   reversed ones, next to the RMS difference between two seeds under the true actions (counterfactual
   actions must change the future more than a new seed does).
-Sampling uses GenerateConfig's defaults (what ``wfm generate video2world --actions`` runs).
+Sampling uses GenerateConfig's defaults (what ``wfm generate video2world --actions`` runs); ``--steps`` changes
+the number of sampler steps (2: the conditional mean, see docs/default-model.md).
 """
 
 from __future__ import annotations
@@ -37,27 +39,31 @@ def main() -> None:
     ap.add_argument("--sim", nargs="+", required=True)
     ap.add_argument("-c", "--checkpoint", default="default-action")
     ap.add_argument("--max-rollouts", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=0, help="sampler steps (0: GenerateConfig's default)")
+    ap.add_argument("--num-input-frames", type=int, default=1, help="1 (the floor's setting) or 9")
     args = ap.parse_args()
     pipe = WorldPipeline.from_pretrained(args.checkpoint)
-    g, n = GenerateConfig(), pipe.cfg.data.num_frames
+    g, n, k = GenerateConfig(), pipe.cfg.data.num_frames, args.num_input_frames
+    g = replace(g, steps=args.steps or g.steps, num_input_frames=k)
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {date.today()}; "
           f"{args.checkpoint}, {g.sampler} {g.steps} steps, guidance {g.guidance}")
     rows = []
     for path in find_rollouts(args.sim, args.max_rollouts):
         r = load_rollout(path, pipe.cfg.data.resolution, n, need_masks=False)
         actions = np.asarray(r.meta["actions"], dtype=float)[: n - 1]
-        variants = {"true": actions, "zero": np.zeros_like(actions), "reversed": actions[::-1].copy()}
+        past, future = actions[: k - 1], actions[k - 1:]  # the input frames' own actions stay true
+        variants = {"true": future, "zero": np.zeros_like(future), "reversed": future[::-1]}
         pred = {}
         for name, a in variants.items():
-            meta = dict(r.meta, actions=a.tolist())
-            pred[name] = pipe.video2world(r.frames[:1], r.meta["caption"], g, net_kw=pipe.conditions(meta, g))[1:n]
+            meta = dict(r.meta, actions=np.concatenate([past, a]).tolist())
+            pred[name] = pipe.video2world(r.frames[:k], r.meta["caption"], g, net_kw=pipe.conditions(meta, g))[k:n]
         meta = dict(r.meta, actions=actions.tolist())
-        pred["seed"] = pipe.video2world(r.frames[:1], r.meta["caption"], replace(g, seed=g.seed + 1),
-                                        net_kw=pipe.conditions(meta, g))[1:n]
-        truth = r.frames[1:n]
-        moving = moving_region(truth, r.frames[0])
-        score = {k: masked_psnr(v, truth, moving) for k, v in pred.items()}
-        rows.append({"name": r.name, **{f"psnr_{k}": v for k, v in score.items()},
+        pred["seed"] = pipe.video2world(r.frames[:k], r.meta["caption"], replace(g, seed=g.seed + 1),
+                                        net_kw=pipe.conditions(meta, g))[k:n]
+        truth = r.frames[k:n]
+        moving = moving_region(truth, r.frames[k - 1])
+        score = {key: masked_psnr(v, truth, moving) for key, v in pred.items()}
+        rows.append({"name": r.name, **{f"psnr_{key}": v for key, v in score.items()},
                      "rms_reversed": rms(pred["true"], pred["reversed"]), "rms_zero": rms(pred["true"], pred["zero"]),
                      "rms_seed": rms(pred["true"], pred["seed"])})
         print(f"  {r.name}: moving PSNR true {score['true']:.2f}, zero {score['zero']:.2f}, reversed "

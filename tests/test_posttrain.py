@@ -253,6 +253,22 @@ def test_action_post_training_on_push_rollouts(tmp_path):
     assert cumulative.action_dim(4) == 35
     Trainer(ActionTask(cumulative), tmp_path / "action3", progress=False).fit()
     assert json.loads((tmp_path / "action3" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+    path = make_config(ActionRunConfig, "tiny", overrides=[  # and with the path drawn into the input
+        f"data.shards={tmp_path / 'lat'}", f"tokenizer={per_frame.tokenizer}", "data.batch_size=2",
+        "data.num_frames=5", "data.resolution=32", "train.steps=2", "model.num_blocks=1", "per_frame=true",
+        "path=true"])
+    Trainer(ActionTask(path), tmp_path / "action4", progress=False).fit()
+    assert json.loads((tmp_path / "action4" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+    _generate(tmp_path, tmp_path / "action4", rollout.with_suffix(".mp4"), ["--actions", str(rollout)], new=4)
+    from openwfm.pipelines.world import GenerateError, WorldPipeline
+
+    pipe, src = WorldPipeline.from_run(tmp_path / "action4"), json.loads(rollout.read_text())
+    kw = {"actions": src["actions"][:4], "camera": src["camera"] | {"height": 64, "width": 64},
+          "num_inference_steps": 1, "height": 32, "width": 32}
+    video = pipe(str(rollout.with_suffix(".mp4")), ee_pose=src["ee_poses"][0], **kw).frames
+    assert video.shape == (9 + 4, 32, 32, 3)
+    with pytest.raises(GenerateError, match="ee_poses"):  # the path needs the arm's start
+        pipe(str(rollout.with_suffix(".mp4")), **kw)
     with pytest.raises(Exception, match="per_frame=true"):
         make_config(ActionRunConfig, "tiny", overrides=["cumulative=true"])
 
@@ -279,7 +295,43 @@ def test_action_inputs_scale_motion_not_the_gripper_and_add_the_displacement():
     assert not blind.action_input(meta, 0, 1, 9, 4).any()
 
 
-def _generate(tmp_path, run, video, extra):
+def test_path_maps_draw_the_commanded_end_effector_where_the_camera_sees_it():
+    from openwfm.config import make_config
+    from openwfm.posttrain.conditions import PATH_CHANNELS, path_maps
+    from openwfm.posttrain.config import ActionRunConfig, dit_changes
+
+    c2w = look_at((0.0, -2.0, 1.0))
+    acts = [[0.05, 0, 0.02, 0, 0, 0, float(i >= 4)] for i in range(8)]  # right and up; the gripper closes at 4
+    meta = {"name": "r", "height": 24, "width": 32, "ee_poses": [[0, 0, 0, 0, 0, 0, 1]] * 9, "actions": acts,
+            "camera": {"intrinsics": K.tolist(), "cam2world": c2w.tolist()}}  # one camera for all
+    maps = path_maps(meta, 0, 1, 9, (24, 32), (3, 12, 16), 4, sigma=1.0)  # latent pixels of 2x2 pixels
+    assert maps.shape == (PATH_CHANNELS, 3, 12, 16)
+
+    def spot(p):  # the point's pixel in the latent grid, projected independently
+        pc = torch.linalg.inv(c2w) @ torch.tensor([*p, 1.0], dtype=torch.float64)
+        uv = (K @ (pc[:3] / pc[2]))[:2]
+        return (uv + 0.5) / 2 - 0.5
+
+    def centroid(m):
+        ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+        return torch.stack([(m * xs).sum() / m.sum(), (m * ys).sum() / m.sum()]).double()
+
+    torch.testing.assert_close(centroid(maps[0, 0]), spot((0, 0, 0)), atol=0.05, rtol=0)
+    torch.testing.assert_close(centroid(maps[1, 2]), spot((0.4, 0, 0.16)), atol=0.05, rtol=0)  # after 8 actions
+    assert maps[0, 2].amax() == pytest.approx(1.0, abs=0.05) and not maps[1, :2].any()  # open until frame 5
+    assert maps[2, 2].amax() == pytest.approx(0.16 / 0.2, abs=0.05)  # 16 cm up, per 20 cm
+    assert (maps[0, 1] > 0.5).sum() > (maps[0, 0] > 0.5).sum()  # a latent frame draws its 4 frames' stroke
+    still = path_maps(dict(meta, actions=[[0.0] * 7] * 8), 0, 1, 9, (24, 32), (3, 12, 16), 4, sigma=1.0)
+    assert torch.equal(still[0, 0], still[0, 2]) and not still[2].any()  # no actions: the spot stays
+    with pytest.raises(Exception, match="ee_poses"):
+        path_maps({"name": "r", "actions": acts}, 0, 1, 9, (24, 32), (3, 12, 16), 4)
+    cfg = make_config(ActionRunConfig, "tiny", overrides=["per_frame=true", "path=true"])
+    assert dit_changes(cfg, 4) == {"action_dim": 28, "extra_channels": PATH_CHANNELS}
+    blind = make_config(ActionRunConfig, "tiny", overrides=["per_frame=true", "path=true", "blind=true"])
+    assert not blind.path_input(meta, 0, 1, 9, (24, 32), (3, 12, 16), 4).any()
+
+
+def _generate(tmp_path, run, video, extra, new: int = 8):
     """``wfm generate video2world`` with a post-trained run: refused without its condition, runs with it."""
     from typer.testing import CliRunner
 
@@ -292,7 +344,7 @@ def _generate(tmp_path, run, video, extra):
     assert res.exit_code != 0 and extra[0] in res.output
     res = CliRunner().invoke(app, args + extra)
     assert res.exit_code == 0, res.output
-    assert len(read_video(tmp_path / "gen.mp4").frames) == len(read_video(video).frames) + 8  # input + clip
+    assert len(read_video(tmp_path / "gen.mp4").frames) == len(read_video(video).frames) + new  # input + clip
 
 
 def test_lora_post_training_trains_only_adapters_and_new_inputs():

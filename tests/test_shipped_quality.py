@@ -1,9 +1,9 @@
 """The shipped default model on rollouts simulated here with seeds no model saw, as ``wfm generate
 video2world`` runs it (its default settings): issue 19's floors — it beats copying the last input frame
-by 2 dB where things move, the action model does better with the true robot actions than with them
-reversed (strict xfail while the floors are not met: docs/default-model.md has the numbers) — what it does
-hold today (above copy-last where things move, objects kept, samples neither blurred nor noisy), and its
-tokenizer's floors."""
+by 2 dB where things move, the action model does 1 dB better with the true robot actions than with zero or
+reversed ones (strict xfail while the floors are not met: docs/default-model.md has the numbers) — what it
+does hold today (above copy-last where things move, objects kept, samples neither blurred nor noisy, the true
+actions win in every rollout), and its tokenizer's floors."""
 
 from __future__ import annotations
 
@@ -28,10 +28,13 @@ def heldout(tmp_path_factory):
     return root
 
 
+ACTIONS_NOT_MET = ("issue 19's action floor is not met yet: on held-out push rollouts the true actions beat zero ones "
+                   "by 1.19 dB and reversed ones by 0.81 dB, and reversed actions change the future less than a new "
+                   "seed does (6.2 vs 7.1 levels RMS; docs/default-model.md); strict: remove when it holds")
 FLOOR_NOT_MET = ("issue 19's floor is not met yet by the shipped model (25,614 CPU steps, the last 14,000 with the "
                  "'hold' prior, 4,000 of them decaying the learning rate; Euler 3 steps): on held-out rollouts it "
-                 "beats copy-last in the moving region by 0.85 dB from 1 frame and 0.6 dB from 9, and ignores its "
-                 "actions (docs/default-model.md); strict: this test fails the day the floor holds, so the marker "
+                 "beats copy-last in the moving region by 0.85 dB from 1 frame and 0.6 dB from 9 "
+                 "(docs/default-model.md); strict: this test fails the day the floor holds, so the marker "
                  "must go then")
 
 
@@ -65,9 +68,12 @@ def test_shipped_default_beats_copy_last_where_things_move(scores, k):
     assert mean["model", "psnr_moving"] >= mean["copy_last", "psnr_moving"] + 2.0, mean
 
 
-@pytest.mark.xfail(reason=FLOOR_NOT_MET, strict=True)
-def test_true_actions_beat_reversed_ones(heldout):
-    import json
+@pytest.fixture(scope="module")
+def action_effects(heldout):
+    """default-action from each held-out push rollout's first frame (GenerateConfig's defaults) under its true
+    actions, zero and time-reversed ones, and the true ones with another seed: the moving-region PSNR gain of
+    the true actions over each other input, and the RMS change (levels) that input or the seed makes."""
+    from dataclasses import replace
 
     from openwfm.evaluate.metrics import masked_psnr, moving_region
     from openwfm.evaluate.physics import load_rollout
@@ -75,17 +81,41 @@ def test_true_actions_beat_reversed_ones(heldout):
 
     pipe = WorldPipeline.from_pretrained(pretrained.DEFAULT_ACTION)
     g, n = GenerateConfig(), pipe.cfg.data.num_frames
-    gains = []
+    out: dict = {"gain_zero": [], "gain_reversed": [], "rms_zero": [], "rms_reversed": [], "rms_seed": []}
     for path in sorted((heldout / "push").glob("*.json")):
-        r = load_rollout(path, pipe.cfg.data.resolution, n)
-        moving = moving_region(r.frames[1:], r.frames[0])
-        scores = []
-        for actions in (r.meta["actions"], r.meta["actions"][: n - 1][::-1]):
-            meta = dict(r.meta, actions=json.loads(json.dumps(actions)))
-            video = pipe.video2world(r.frames[:1], r.meta["caption"], g, net_kw=pipe.conditions(meta, g))
-            scores.append(masked_psnr(video[1:n], r.frames[1:n], moving))
-        gains.append(scores[0] - scores[1])
-    assert np.mean(gains) > 0.5 and sum(x > 0 for x in gains) >= 2, gains
+        r = load_rollout(path, pipe.cfg.data.resolution, n, need_masks=False)
+        acts = np.asarray(r.meta["actions"], dtype=float)[: n - 1]
+        moving = moving_region(r.frames[1:n], r.frames[0])
+
+        def run(a, seed=g.seed):
+            net_kw = pipe.conditions(dict(r.meta, actions=a.tolist()), g)
+            return pipe.video2world(r.frames[:1], r.meta["caption"], replace(g, seed=seed), net_kw=net_kw)[1:n]
+
+        pred = {"true": run(acts), "zero": run(np.zeros_like(acts)), "reversed": run(acts[::-1]),
+                "seed": run(acts, g.seed + 1)}
+        true = masked_psnr(pred["true"], r.frames[1:n], moving)
+        for k in ("zero", "reversed", "seed"):
+            if k != "seed":
+                out[f"gain_{k}"].append(true - masked_psnr(pred[k], r.frames[1:n], moving))
+            out[f"rms_{k}"].append(float(np.sqrt(np.mean((pred["true"].astype(float) - pred[k]) ** 2))))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_the_action_model_follows_its_actions(action_effects):
+    """What holds (path maps, 15,000 steps): the true actions give the better future where things move in
+    every held-out rollout, against zero and against reversed actions, by more than 0.5 dB on average."""
+    for other in ("zero", "reversed"):
+        gains = action_effects[f"gain_{other}"]
+        assert gains.min() > 0 and gains.mean() > 0.5, (other, gains)
+
+
+@pytest.mark.xfail(reason=ACTIONS_NOT_MET, strict=True)
+def test_the_action_floor(action_effects):
+    """Issue 19's action floor: true beats zero and reversed actions by >= 1 dB, and counterfactual actions
+    change the future more than a new seed does."""
+    e = action_effects
+    assert e["gain_zero"].mean() >= 1 and e["gain_reversed"].mean() >= 1, e
+    assert min(e["rms_zero"].mean(), e["rms_reversed"].mean()) > e["rms_seed"].mean(), e
 
 
 def test_the_world_models_tokenizer_meets_its_floors(heldout):

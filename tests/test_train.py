@@ -48,6 +48,11 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[4] == pytest.approx(1.0) and lrs[9] == pytest.approx(0.55) and lrs[14] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
     assert lr_at(100, OptimConfig(lr=0.3, warmup_steps=4), 10) == 0.3
+    wsd = OptimConfig(lr=1.0, warmup_steps=4, schedule="wsd", decay_steps=10, min_lr_ratio=0.1)
+    assert [lr_at(s, wsd, total_steps=14) for s in range(15)] == lrs  # decay over all steps after warm-up
+    wsd = OptimConfig(lr=1.0, warmup_steps=4, schedule="wsd", decay_steps=4, min_lr_ratio=0.1)
+    lrs = [lr_at(s, wsd, total_steps=20) for s in range(21)]
+    assert lrs[4:17] == [1.0] * 13 and lrs[18] == pytest.approx(0.55) and lrs[20] == pytest.approx(0.1)
 
 
 def test_lr_mult_scales_the_named_parameters_only():

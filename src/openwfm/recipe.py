@@ -41,7 +41,7 @@ class RecipeConfig:
     workers: int = 2  # simulator processes
     tokenizer_steps: int = 1000
     v2w_steps: int = 4000
-    action_steps: int = 500
+    action_steps: int = 15000
     # reuse instead of retrain: a tokenizer (shipped name or export dir) taken as the recipe's tokenizer, and
     # a world model (shipped name, run or export of the same network) whose weights start the v2w run; both
     # are recorded in the model cards. "" = train from nothing (the default).
@@ -66,10 +66,13 @@ class RecipeConfig:
         "model.in_channels=32", "model.out_channels=32", "model.patch_spatial=2", "model.model_channels=192",
         "model.num_heads=6", "model.num_blocks=4", "edm.P_mean=-1.2", "edm.P_std=1.4", "data.batch_size=8"])
     # the action-conditioned variant, post-trained from the Video2World model on push rollouts' latents: each
-    # latent frame gets its actions and its displacement since the first frame; the new MLP learns 10x faster
+    # latent frame gets its actions and its displacement since the first frame (the new MLP learns 10x faster),
+    # and the commanded end-effector path drawn into the input where the camera sees it (path maps); constant
+    # rate, then a cosine decay over the last 4,500 steps
     action: list[str] = field(default_factory=lambda: [
-        "per_frame=true", "cumulative=true", "train.optim.lr_mult={net.action_embed: 10}",
-        "v2w.input_frame_choices=[1,9]", "data.batch_size=4"])
+        "per_frame=true", "cumulative=true", "path=true", "train.optim.lr_mult={net.action_embed: 10}",
+        "v2w.input_frame_choices=[1,9]", "data.batch_size=8", "train.optim.schedule=wsd",
+        "train.optim.decay_steps=4500"])
 
 
 def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, quiet: bool) -> Path:

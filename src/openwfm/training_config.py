@@ -15,14 +15,15 @@ from openwfm.config import ConfigError
 
 @dataclass
 class OptimConfig:
-    """AdamW and the learning-rate schedule (linear warm-up, then constant or cosine)."""
+    """AdamW and the learning-rate schedule (linear warm-up, then constant, cosine or warmup-stable-decay)."""
 
     lr: float = 2.0 ** -15  # paper: 2^-15 for the 7B diffusion model
     betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-8
     weight_decay: float = 0.1  # paper value; not applied to biases, norms and embeddings (ndim < 2)
     warmup_steps: int = 1000
-    schedule: str = "constant"  # constant | cosine (after warm-up)
+    schedule: str = "constant"  # constant | cosine (after warm-up) | wsd (constant, then cosine over decay_steps)
+    decay_steps: int = 0  # wsd: the last steps, over which the rate decays
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     max_grad_norm: float = 1.0  # 0 disables clipping (the norm is still measured)
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -95,7 +96,8 @@ class TrainConfig:
         need(math.isfinite(o.eps) and o.eps > 0, f"optim.eps must be > 0, got {o.eps}")
         need(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in o.lr_mult.values()),
              f"optim.lr_mult factors must be finite and > 0, got {dict(o.lr_mult)}")
-        need(o.schedule in ("constant", "cosine"), f"optim.schedule must be constant|cosine, got '{o.schedule}'")
+        need(o.schedule in ("constant", "cosine", "wsd"), f"optim.schedule must be constant|cosine|wsd, got '{o.schedule}'")
+        need(o.schedule != "wsd" or o.decay_steps > 0, "optim.schedule=wsd needs optim.decay_steps > 0")
         need(o.warmup_steps >= 0 and o.grad_accum >= 1, "optim.warmup_steps >= 0 and optim.grad_accum >= 1")
         need(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]")
         need(o.max_grad_norm >= 0, "optim.max_grad_norm must be >= 0")

@@ -88,7 +88,7 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          seed: int = _SEED, fps: float = _FPS, sampler: Optional[str] = _SAMPLER, negative: str = _NEG,
                          size: str = typer.Option("", "--size", help="WIDTHxHEIGHT to fit the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
-                         actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model)."),
+                         actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model; one with path maps also reads ee_poses, camera, height, width: a push rollout's JSON has them)."),
                          offload: bool = _OFFLOAD, device: str = _DEVICE, max_memory: str = _MEMORY,
                          no_guardrail: bool = _NO_GUARD,
                          guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
@@ -193,7 +193,10 @@ def _posttrain_conditions(pipe, g, h: int, w: int, camera: Optional[Path], actio
             doc = _json.loads(actions.read_text())
         except (OSError, ValueError) as e:
             raise typer.BadParameter(f"{actions}: cannot read the actions ({e})") from None
-        meta["actions"] = (doc if isinstance(doc, dict) else {"actions": doc}).get("actions") or []
+        doc = doc if isinstance(doc, dict) else {"actions": doc}
+        meta["actions"] = doc.get("actions") or []
+        if "ee_poses" in doc and "camera" in doc:  # a path model draws the arm's path: its start pose and camera
+            meta |= {k: doc[k] for k in ("ee_poses", "camera", "height", "width") if k in doc and k not in meta}
         if not meta["actions"]:
             raise typer.BadParameter(f"{actions}: no actions (a JSON list of 7-number steps, or {{\"actions\": [...]}})")
     try:

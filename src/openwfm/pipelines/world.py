@@ -101,12 +101,15 @@ class WorldPipeline:
                  guidance_scale: float | None = None, seed: int = 0, num_input_frames: int | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  actions: list | np.ndarray | None = None, camera: dict | None = None,
-                 sampler: str | None = None, fps: float | None = None) -> "WorldOutput":
+                 sampler: str | None = None, fps: float | None = None,
+                 ee_pose: list | np.ndarray | None = None) -> "WorldOutput":
         """Generate, diffusers-style. ``video=None``: Text2World from ``prompt``. Otherwise Video2World: a
         path or uint8 frames (T, H, W, 3), fitted (scaled to cover, centre-cropped) to ``height`` x ``width``
         (default: the model's size); the output holds those frames followed by one clip's continuation of
         their last ``num_input_frames`` (1 or 9; default: as trained). ``actions`` ((T-1) x 7 robot actions)
-        and ``camera`` (``{"intrinsics", "cam2world", "height", "width"}``) feed post-trained models. Defaults
+        and ``camera`` (``{"intrinsics", "cam2world", "height", "width"}``) feed post-trained models; an action
+        model with path maps also needs ``ee_pose`` (the end effector's x, y, z at the input frame) and the
+        camera. Defaults
         not given come from ``GenerateConfig`` (the settings validated for the shipped model)."""
         base = GenerateConfig()
         g = GenerateConfig(**{**base.__dict__, **{k: v for k, v in dict(
@@ -121,6 +124,8 @@ class WorldPipeline:
         meta: dict = {"name": str(video) if isinstance(video, (str, os.PathLike)) else "video"}
         if actions is not None:
             meta["actions"] = np.asarray(actions, dtype=float).tolist()
+        if ee_pose is not None:
+            meta["ee_poses"] = [np.asarray(ee_pose, dtype=float).tolist()]
         if camera is not None:
             meta["camera"] = camera
             meta.update({k: camera[k] for k in ("height", "width") if k in camera})
@@ -287,8 +292,12 @@ class WorldPipeline:
                 if a.shape[-1] != dim:
                     raise GenerateError(f"{name}: {a.shape[-1]} action values, the model takes {dim}")
                 kw["action"] = a[None]
+                if self.cfg.path:
+                    kw["extra"] = self.cfg.path_input(meta, 0, 1, clip, size, self.latent_grid(*size, g), tc)[None]
             elif self.cfg.blind:
                 kw["action"] = torch.zeros((1, 1 + (clip - 1) // tc, dim) if self.cfg.per_frame else (1, dim))
+                if self.cfg.path:
+                    kw["extra"] = torch.zeros((1, self.model.net.cfg.extra_channels, *self.latent_grid(*size, g)))
             else:
                 raise GenerateError(f"{name}: no actions (meta.actions: push rollouts have them), which the "
                                  "action-conditioned model needs")

@@ -10,6 +10,7 @@ from openwfm.config import ConfigError
 from openwfm.posttrain.camera import ray_maps, scale_intrinsics
 
 RAY_CHANNELS = 6
+PATH_CHANNELS = 3  # path_maps: the end effector's commanded path, its gripper command, its height change
 NUM_VIEWS = 6  # sim.drive.VIEWS: front, front_left, front_right, back, back_left, back_right
 # the ego trajectory (64 future (x, y) points at 0.1 s) enters the DiT through its vector-condition slot, the
 # one robot actions use (DiT ``action_dim``): a multi-view model with ``trajectory=true`` has action_dim 128
@@ -82,6 +83,52 @@ def displacements(meta: dict, start: int, stride: int, num_frames: int, temporal
     a = clip_actions(meta, start, stride, num_frames).view(-1, 7)
     total = torch.cat([a[:, :6].cumsum(0), a[:, 6:]], -1)[tc - 1::tc]
     return torch.cat([torch.zeros(1, 7), total])
+
+
+def path_maps(meta: dict, start: int, stride: int, num_frames: int, frame_size: tuple[int, int],
+              latent_grid: tuple[int, int, int], temporal_compression: int, sigma: float = 0.75) -> torch.Tensor:
+    """(3, T', H', W') the robot's actions drawn where they act: the end effector's commanded path (its pose
+    at the clip's first frame, ``meta.ee_poses``, plus the running sum of the actions) projected by the
+    recorded camera (``meta.camera``, OpenCV) into the latent grid of frames fitted into ``frame_size``, a
+    Gaussian of ``sigma`` latent pixels per frame. Channel 0: the path over each latent frame's pixel frames
+    (max); 1: the last frame's spot times the gripper command (1 closed); 2: that spot times the height
+    change since the first frame (per 0.2 m, clipped to +-1). A vector action only says "move 1 cm left";
+    these maps say which latent pixels the arm will reach, as camera rays say where each pixel looks."""
+    ee, cam = meta.get("ee_poses"), meta.get("camera") or {}
+    if not ee or "cam2world" not in cam or "intrinsics" not in cam:
+        raise ConfigError(f"sample {meta.get('name', '?')} has no end-effector poses and camera (meta.ee_poses, "
+                          "meta.camera): the action path maps need robot rollouts (the push scenario)")
+    tc = temporal_compression
+    _check_causal(num_frames, tc)
+    a = clip_actions(meta, start, stride, num_frames).view(-1, 7).double()
+    p0 = torch.tensor(ee[min(start, len(ee) - 1)][:3], dtype=torch.float64)
+    pos = p0 + torch.cat([torch.zeros(1, 3, dtype=torch.float64), a[:, :3].cumsum(0)])  # (n, 3) world
+    grip = torch.cat([a[:1, 6], a[:, 6]])  # frame 0 takes the first command
+    c2w, K = (torch.tensor(cam[k], dtype=torch.float64) for k in ("cam2world", "intrinsics"))
+    c2w, K = (m[None] if m.ndim == 2 else m for m in (c2w, K))  # one camera for every frame, or one per frame
+    c2w = c2w[[min(start + j * stride, len(c2w) - 1) for j in range(num_frames)]]
+    K = K[[min(start + j * stride, len(K) - 1) for j in range(num_frames)]]
+    H, W = int(meta["height"]), int(meta["width"])
+    (h, w), (t_lat, gh, gw) = frame_size, latent_grid
+    s = min(h / H, w / W)
+    nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
+    K = scale_intrinsics(K, nw / W, nh / H)
+    K[:, 0, 2] += (w - nw) // 2
+    K[:, 1, 2] += (h - nh) // 2
+    K = scale_intrinsics(K, gw / w, gh / h)  # pixels of the latent grid
+    pc = torch.einsum("nji,nj->ni", c2w[:, :3, :3], pos - c2w[:, :3, 3])  # world -> camera (R^T (p - o))
+    uv = torch.einsum("nij,nj->ni", K, pc / pc[:, 2:3].clamp(min=1e-6))[:, :2]
+    ys, xs = torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64)
+    d2 = (xs[None, None, :] - uv[:, 0, None, None]) ** 2 + (ys[None, :, None] - uv[:, 1, None, None]) ** 2
+    heat = torch.exp(-d2 / (2 * sigma ** 2)) * (pc[:, 2] > 0)[:, None, None]  # (n, gh, gw)
+    dz = ((pos[:, 2] - pos[0, 2]) / 0.2).clamp(-1, 1)
+    groups = [[0]] + [list(range(tc * (i - 1) + 1, tc * i + 1)) for i in range(1, t_lat)]
+    if groups[-1][-1] != num_frames - 1:
+        raise ValueError(f"{num_frames} frames make {1 + (num_frames - 1) // tc} latent frames, the latent has {t_lat}")
+    last = [g[-1] for g in groups]
+    out = torch.stack([torch.stack([heat[g].amax(0) for g in groups]), heat[last] * grip[last, None, None],
+                       heat[last] * dz[last, None, None]])
+    return out.float()
 
 
 def view_maps(meta: dict, frame_size: tuple[int, int], latent_grid: tuple[int, int, int]) -> torch.Tensor:

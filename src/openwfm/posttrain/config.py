@@ -12,8 +12,8 @@ from openwfm.config import ConfigError, register_preset
 from openwfm.diffusion.config import DiffusionRunConfig
 from openwfm.diffusion.config import tiny as tiny_diffusion
 from openwfm.diffusion.model import Video2WorldConfig
-from openwfm.posttrain.conditions import (NUM_VIEWS, RAY_CHANNELS, TRAJECTORY_DIM, clip_actions, displacements,
-                                          latent_frame_actions, scale_actions)
+from openwfm.posttrain.conditions import (NUM_VIEWS, PATH_CHANNELS, RAY_CHANNELS, TRAJECTORY_DIM, clip_actions,
+                                          displacements, latent_frame_actions, path_maps, scale_actions)
 
 
 @dataclass
@@ -43,6 +43,8 @@ class ActionRunConfig(PosttrainRunConfig):
     per_frame: bool = False  # each latent frame's tokens get the actions leading into that frame
     cumulative: bool = False  # per frame, also the displacement since the clip's first frame (7 more values)
     cumulative_scale: float = 10.0  # that displacement (metres / radians, up to ~0.5) scaled to ~1
+    path: bool = False  # also draw the commanded end-effector path into the input (conditions.path_maps)
+    path_sigma: float = 0.75  # its spot's Gaussian width, in latent pixels
 
     def validate(self) -> None:
         super().validate()
@@ -66,6 +68,13 @@ class ActionRunConfig(PosttrainRunConfig):
         else:
             a = scale_actions(clip_actions(meta, start, stride, num_frames), self.action_scale)
         return a * (0.0 if self.blind else 1.0)
+
+    def path_input(self, meta: dict, start: int, stride: int, num_frames: int, frame_size: tuple[int, int],
+                   latent_grid: tuple[int, int, int], temporal_compression: int) -> torch.Tensor:
+        """The model's extra input channels for one clip when ``path``: (3, T', H', W') path maps."""
+        maps = path_maps(meta, start, stride, num_frames, frame_size, latent_grid, temporal_compression,
+                         self.path_sigma)
+        return maps * (0.0 if self.blind else 1.0)
 
 
 @dataclass
@@ -93,7 +102,8 @@ def dit_changes(cfg, temporal_compression: int) -> dict:
     if kind == "camera":
         return {"extra_channels": RAY_CHANNELS}
     if kind == "action":
-        return {"action_dim": cfg.action_dim(temporal_compression)}
+        return {"action_dim": cfg.action_dim(temporal_compression)} | ({"extra_channels": PATH_CHANNELS}
+                                                                       if cfg.path else {})
     if kind == "multiview":
         return {"extra_channels": NUM_VIEWS} | ({"action_dim": TRAJECTORY_DIM} if cfg.trajectory else {})
     return {}

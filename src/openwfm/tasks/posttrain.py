@@ -6,7 +6,10 @@ clip's sampled frames (summed over ``frame_stride``, gripper the last command), 
 ``action_scale`` (the gripper stays 0 / 1), flattened and embedded by a zero-initialized MLP into the
 timestep embedding (``DiT`` ``action_dim``). ``per_frame``: each latent frame's tokens get the actions
 leading into that frame; ``cumulative``: and the end effector's displacement since the clip's first
-frame (the running sum of the actions), so no frame has to integrate its predecessors' actions.
+frame (the running sum of the actions), so no frame has to integrate its predecessors' actions. ``path``:
+the commanded end-effector path also enters as 3 input channels drawn where the arm will be
+(``conditions.path_maps``: the recorded camera projects the first pose plus the summed actions), a spatial
+condition like the camera model's rays.
 
 ``posttrain-camera``: Video2World conditioned on the camera path. Each latent pixel's Plücker ray (6
 channels, relative to the first frame's camera; ``camera.py``) is concatenated to the DiT input, from the
@@ -107,10 +110,13 @@ class ActionTask(PosttrainTask):
 
     def loss(self, model, batch: dict, env: DistEnv):
         x0 = self.latents(batch)
-        stride, t, _ = self.clip(batch, x0)
-        actions = torch.stack([self.cfg.action_input(m, int(s), stride, t, self.temporal_compression())
-                               for m, s in zip(batch["meta"], batch["start_frame"])]).to(x0.device)
-        return self.diffusion_loss(model, batch, x0, env, action=actions)
+        stride, t, size = self.clip(batch, x0)
+        tc, clips = self.temporal_compression(), list(zip(batch["meta"], batch["start_frame"]))
+        kw = {"action": torch.stack([self.cfg.action_input(m, int(s), stride, t, tc) for m, s in clips]).to(x0.device)}
+        if self.cfg.path:
+            kw["extra"] = torch.stack([self.cfg.path_input(m, int(s), stride, t, size, tuple(x0.shape[2:]), tc)
+                                       for m, s in clips]).to(x0.device)
+        return self.diffusion_loss(model, batch, x0, env, **kw)
 
 
 @register_task

@@ -13,13 +13,17 @@ from openwfm.training_config import OptimConfig
 
 def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warm-up from lr/warmup to lr over
-    ``warmup_steps``, then constant, or cosine down to ``min_lr_ratio * lr`` at ``total_steps``."""
+    ``warmup_steps``, then constant, or cosine down to ``min_lr_ratio * lr`` at ``total_steps``; ``wsd``
+    (warmup-stable-decay): constant, then that cosine over the last ``decay_steps`` only — so a run at
+    constant rate can be lengthened and decayed at its end, and the schedule still names every step."""
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
-    span = max(1, total_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    start = cfg.warmup_steps if cfg.schedule == "cosine" else max(cfg.warmup_steps, total_steps - cfg.decay_steps)
+    if step < start:
+        return cfg.lr
+    progress = min(1.0, (step - start) / max(1, total_steps - start))
     floor = cfg.min_lr_ratio * cfg.lr
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
