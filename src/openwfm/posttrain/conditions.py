@@ -27,15 +27,21 @@ def clip_rays(meta: dict, start: int, stride: int, num_frames: int, frame_size: 
                           "cam2world): camera post-training needs simulator rollouts or videos with poses")
     idx = [min(start + j * stride, len(cam["cam2world"]) - 1) for j in range(num_frames)]
     c2w = torch.tensor(cam["cam2world"], dtype=torch.float64)[idx]
-    K = torch.tensor(cam["intrinsics"], dtype=torch.float64)[idx]
+    K = fitted_intrinsics(torch.tensor(cam["intrinsics"], dtype=torch.float64)[idx], meta, frame_size)
+    return ray_maps(K, c2w, frame_size, latent_grid, temporal_compression).float()
+
+
+def fitted_intrinsics(K: torch.Tensor, meta: dict, frame_size: tuple[int, int]) -> torch.Tensor:
+    """Intrinsics (..., 3, 3) of frames ``meta.height`` x ``meta.width`` once fitted into ``frame_size`` (H, W):
+    scaled to fit and centered, as ``data.buckets.fit_to_bucket`` does."""
     H, W = int(meta["height"]), int(meta["width"])
     h, w = frame_size
     s = min(h / H, w / W)
     nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
     K = scale_intrinsics(K, nw / W, nh / H)
-    K[:, 0, 2] += (w - nw) // 2
-    K[:, 1, 2] += (h - nh) // 2
-    return ray_maps(K, c2w, (h, w), latent_grid, temporal_compression).float()
+    K[..., 0, 2] += (w - nw) // 2
+    K[..., 1, 2] += (h - nh) // 2
+    return K
 
 
 def scale_actions(a: torch.Tensor, scale: float) -> torch.Tensor:
@@ -108,14 +114,8 @@ def path_maps(meta: dict, start: int, stride: int, num_frames: int, frame_size: 
     c2w, K = (m[None] if m.ndim == 2 else m for m in (c2w, K))  # one camera for every frame, or one per frame
     c2w = c2w[[min(start + j * stride, len(c2w) - 1) for j in range(num_frames)]]
     K = K[[min(start + j * stride, len(K) - 1) for j in range(num_frames)]]
-    H, W = int(meta["height"]), int(meta["width"])
     (h, w), (t_lat, gh, gw) = frame_size, latent_grid
-    s = min(h / H, w / W)
-    nh, nw = min(h, max(1, round(H * s))), min(w, max(1, round(W * s)))
-    K = scale_intrinsics(K, nw / W, nh / H)
-    K[:, 0, 2] += (w - nw) // 2
-    K[:, 1, 2] += (h - nh) // 2
-    K = scale_intrinsics(K, gw / w, gh / h)  # pixels of the latent grid
+    K = scale_intrinsics(fitted_intrinsics(K, meta, frame_size), gw / w, gh / h)  # pixels of the latent grid
     pc = torch.einsum("nji,nj->ni", c2w[:, :3, :3], pos - c2w[:, :3, 3])  # world -> camera (R^T (p - o))
     uv = torch.einsum("nij,nj->ni", K, pc / pc[:, 2:3].clamp(min=1e-6))[:, :2]
     ys, xs = torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64)
