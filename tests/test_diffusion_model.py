@@ -1,5 +1,6 @@
 """The world model: a tiny one overfits one clip, Video2World keeps its condition frames, guidance at
-g = 0 is the conditional model, and the diffusion task trains through the trainer."""
+g = 0 is the conditional model, condition guidance steers from its null, and the diffusion task trains
+through the trainer."""
 
 from __future__ import annotations
 
@@ -151,6 +152,38 @@ def test_guidance_zero_is_the_conditional_model():
     assert not torch.allclose(run(uncond=uncond, guidance=2.0), plain)
     with pytest.raises(ValueError, match="unconditional"):
         run(guidance=2.0)
+
+
+class _Echo(torch.nn.Module):
+    """A stand-in denoiser: D = action + the text's first value, whatever x and sigma are."""
+
+    def prior(self, cond, num_cond, held):
+        return None
+
+    def denoise(self, x, sigma, text, action=None, **kw):
+        return torch.zeros_like(x) + (action + text[:, 0, :1]).view(-1, 1, 1, 1, 1)
+
+
+def test_condition_guidance_steers_from_the_null_condition():
+    """D + w (D(cond) - D(null)) (InstructPix2Pix's form); Euler's last step lands on the guided D."""
+    text, uncond, shape = torch.ones(1, 3, 4), torch.zeros(1, 3, 4), (1, 2, 3, 2, 2)
+    act, null = {"action": torch.ones(1, 1)}, {"action": torch.full((1, 1), 0.25)}
+
+    def run(**kw):
+        return sample_latents(_Echo(), text, shape, steps=3, sampler="euler", net_kw=act, **kw)
+
+    torch.testing.assert_close(run(), torch.full(shape, 2.0))
+    torch.testing.assert_close(run(cond_guidance=0.0, null_kw=null), torch.full(shape, 2.0))
+    torch.testing.assert_close(run(cond_guidance=2.0, null_kw=null), torch.full(shape, 2.0 + 2 * 0.75))
+    torch.testing.assert_close(run(cond_guidance=2.0, null_kw=act), torch.full(shape, 2.0))  # null = cond: none
+    # with text guidance (Cosmos form, g = 1): cond + g (cond - uncond) + w (cond - null)
+    torch.testing.assert_close(run(uncond=uncond, guidance=1.0, cond_guidance=2.0, null_kw=null),
+                               torch.full(shape, 2.0 + 1.0 + 2 * 0.75))
+    cond = torch.full((1, 2, 1, 2, 2), 7.0)  # Video2World: the condition frame is kept as given
+    out = run(cond_guidance=2.0, null_kw=null, cond=cond, num_cond=1)
+    assert torch.equal(out[:, :, :1], cond) and torch.allclose(out[:, :, 1:], torch.tensor(3.5))
+    with pytest.raises(ValueError, match="null"):
+        run(cond_guidance=2.0)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny-v2w"])

@@ -267,6 +267,17 @@ def test_action_post_training_on_push_rollouts(tmp_path):
           "num_inference_steps": 1, "height": 32, "width": 32}
     video = pipe(str(rollout.with_suffix(".mp4")), ee_pose=src["ee_poses"][0], **kw).frames
     assert video.shape == (9 + 4, 32, 32, 3)
+    from dataclasses import replace
+
+    from openwfm.pipelines.world import GenerateConfig, split_null
+
+    g = GenerateConfig(height=32, width=32)  # action guidance on (its default): the null rides along
+    cond = pipe.conditions(src, g)
+    assert set(cond) == {"action", "extra", "null_action", "null_extra"} and g.action_guidance > 0
+    zero = pipe.conditions(dict(src, actions=[[0.0] * 7] * len(src["actions"])), replace(g, action_guidance=0.0))
+    assert set(zero) == {"action", "extra"} and split_null(cond)[1].keys() == zero.keys()
+    assert all(torch.equal(split_null(cond)[1][k], zero[k]) for k in zero)
+    assert not torch.equal(cond["action"], cond["null_action"])
     with pytest.raises(GenerateError, match="ee_poses"):  # the path needs the arm's start
         pipe(str(rollout.with_suffix(".mp4")), **kw)
     with pytest.raises(Exception, match="per_frame=true"):

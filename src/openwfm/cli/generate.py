@@ -17,13 +17,15 @@ gen_app = typer.Typer(help="Generate video with a trained diffusion world model.
 app.add_typer(gen_app, name="generate")
 
 
-def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0, max_memory="4GiB"):
+def _gen_options(steps, guidance, seed, fps, sampler, negative, frames, size, num_input_frames=0, max_memory="4GiB",
+                 action_guidance=None):
     """A GenerateConfig from the options; steps / guidance / sampler left unset keep its defaults (the
     settings validated for the shipped model, shared with WorldPipeline.__call__)."""
     from openwfm.pipelines.world import GenerateConfig
 
     h, w = _parse_size(size) if size else (0, 0)
-    set_ = {k: v for k, v in dict(steps=steps, guidance=guidance, sampler=sampler).items() if v is not None}
+    set_ = {k: v for k, v in dict(steps=steps, guidance=guidance, sampler=sampler,
+                                  action_guidance=action_guidance).items() if v is not None}
     return GenerateConfig(seed=seed, fps=fps, negative_prompt=negative, num_frames=frames, height=h, width=w,
                           num_input_frames=num_input_frames, max_memory=max_memory, **set_)
 
@@ -89,6 +91,7 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
                          size: str = typer.Option("", "--size", help="WIDTHxHEIGHT to fit the input to (default: the model's)."),
                          camera: Optional[Path] = typer.Option(None, "--camera", help="Camera trajectory JSON (a camera post-trained model; docs/posttrain.md)."),
                          actions: Optional[Path] = typer.Option(None, "--actions", help="Robot actions JSON {\"actions\": [[7 floats], ...]} (an action post-trained model; one with path maps also reads ee_poses, camera, height, width: a push rollout's JSON has them)."),
+                         action_guidance: Optional[float] = typer.Option(None, "--action-guidance", help="With --actions: w in D(actions) + w (D(actions) - D(zero actions)); 0 turns it off (default: GenerateConfig's, validated for default-action)."),
                          offload: bool = _OFFLOAD, device: str = _DEVICE, max_memory: str = _MEMORY,
                          no_guardrail: bool = _NO_GUARD,
                          guardrail_config: Optional[Path] = _GUARD_CFG, upsample_index: Optional[Path] = _INDEX,
@@ -105,7 +108,8 @@ def generate_video2world(src: Path = typer.Option(..., "--input", "-i", help="In
         checkpoint = DEFAULT_ACTION
     pipe = WorldPipeline.from_run(checkpoint, device=_device(device), offload=offload,
                                   **_guard_hooks(no_guardrail, guardrail_config))
-    g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames, max_memory)
+    g = _gen_options(steps, guidance, seed, fps, sampler, negative, 0, size, num_input_frames, max_memory,
+                     action_guidance)
     n_in = g.num_input_frames or pipe.cfg.v2w.num_input_frames
     source = read_video(src).frames
     frames = pipe.fit_frames(source, g)  # the same fitting as WorldPipeline.__call__

@@ -3,6 +3,9 @@
 Both guidance branches run as one batch. Video2World keeps its condition frames: the network sees them
 (noised by sigma_aug, with one fixed noise draw per run) in the conditional branch, the unconditional
 branch sees neither text nor condition frames, and the guided output is reset to the condition there.
+Condition guidance (``cond_guidance``, ``null_kw``) adds ``w (D(x; net_kw) - D(x; null_kw))``: the same
+text and frames with a post-training condition replaced by its null (robot actions by zero actions), a
+separate guidance scale per condition as in InstructPix2Pix (Brooks et al. 2023, eq. 3).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
                    rho: float = 7.0, churn: float = 0.0, cond: torch.Tensor | None = None, num_cond: int = 0,
                    sigma_aug: float | None = None, fps: float | None = None, t_offset: int = 0,
                    generator: torch.Generator | None = None, net_kw: dict | None = None,
-                   callback: Callable[[float], None] | None = None, held: torch.Tensor | None = None) -> torch.Tensor:
+                   callback: Callable[[float], None] | None = None, held: torch.Tensor | None = None,
+                   cond_guidance: float = 0.0, null_kw: dict | None = None) -> torch.Tensor:
     """Latents of ``shape`` (B, C, T, H, W) for text embeddings ``text`` (B, L, D); ``net_kw``: more
     per-sample network inputs (B, ...) for both guidance branches — ``extra`` (the AR diffusion decoder's
     embedded tokens), ``action`` (robot actions).
@@ -30,6 +34,7 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
     ``guidance`` > 0 (Cosmos form) or != 1 (standard form) needs ``uncond`` (the embedding of the
     negative prompt, or zeros). ``cond`` (B, C, >= num_cond, H, W) holds the condition latents; ``held``
     (B, C, T, H, W) the held input's latents, the prior of a ``residual_prior="hold"`` model.
+    ``cond_guidance`` != 0 needs ``null_kw``: ``net_kw`` with the guided condition at its null value.
     ``callback(sigma)`` runs after each denoiser evaluation (progress bars: ``denoiser_calls``)."""
     device = text.device
     run = get_sampler(sampler)
@@ -37,6 +42,8 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
     use_cfg = guidance != (0.0 if guidance_form == "cosmos" else 1.0)  # otherwise the conditional model alone
     if use_cfg and uncond is None:
         raise ValueError("guidance needs the unconditional embedding (uncond): zeros or a negative prompt's")
+    if cond_guidance and null_kw is None:
+        raise ValueError("condition guidance needs the null conditions (null_kw)")
     aug_noise = None
     if num_cond:
         if cond is None or cond.shape[2] < num_cond:
@@ -52,21 +59,29 @@ def sample_latents(model: WorldModel, text: torch.Tensor, shape: tuple[int, ...]
 
     kw = dict(net_kw or {})
     kw2 = {k: torch.cat([v, v]) for k, v in kw.items()}
+    null = dict(null_kw or {})
 
     def denoise(x: torch.Tensor, s: float) -> torch.Tensor:
         sig = torch.full((b,), s, device=device)
-        if not use_cfg:
+
+        def conditional(kw: dict) -> torch.Tensor:
             return model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug,
                                  aug_noise=aug_noise, held=held, fps=fps, t_offset=t_offset, **kw)
-        if num_cond:  # the branches differ in their condition: two calls
-            c = model.denoise(x, sig, text, cond=cond, num_cond=num_cond, sigma_aug=sigma_aug, aug_noise=aug_noise,
-                              held=held, fps=fps, t_offset=t_offset, **kw)
-            u = model.denoise(x, sig, uncond, fps=fps, t_offset=t_offset, **kw)
+
+        if not use_cfg and not cond_guidance:
+            return conditional(kw)
+        if not use_cfg:
+            c = out = conditional(kw)
+        elif num_cond:  # the branches differ in their condition: two calls
+            c = conditional(kw)
+            out = guided(c, model.denoise(x, sig, uncond, fps=fps, t_offset=t_offset, **kw), guidance, guidance_form)
         else:  # one batch of both branches
             both = model.denoise(torch.cat([x, x]), torch.cat([sig, sig]), torch.cat([text, uncond]), fps=fps,
                                  t_offset=t_offset, **kw2)
             c, u = both.chunk(2)
-        out = guided(c, u, guidance, guidance_form)
+            out = guided(c, u, guidance, guidance_form)
+        if cond_guidance:
+            out = out + cond_guidance * (c - conditional(null))
         if num_cond:
             out[:, :, :num_cond] = cond[:, :, :num_cond]
         return out

@@ -31,6 +31,15 @@ from openwfm.hub import load_world_model
 from openwfm.text.encoder import make_text_encoder
 
 
+NULL = "null_"  # conditions() keys of the null conditions that action guidance steers away from
+
+
+def split_null(net_kw: dict) -> tuple[dict, dict]:
+    """(conditions, null conditions) of a ``WorldPipeline.conditions`` dict."""
+    return ({k: v for k, v in net_kw.items() if not k.startswith(NULL)},
+            {k[len(NULL):]: v for k, v in net_kw.items() if k.startswith(NULL)})
+
+
 class GenerateError(OpenWFMError, ValueError):
     """An input generation cannot take (frames, sizes, conditions, settings): one line for the CLI, and a
     ValueError for Python callers."""
@@ -58,6 +67,9 @@ class GenerateConfig:
     num_input_frames: int = 0  # Video2World: 0 = the model's v2w.num_input_frames
     sigma_max: float = 5.0
     sigma_min: float = 0.002
+    # an action model: D(actions) + w (D(actions) - D(zero actions)), the input frames' own actions kept
+    # (condition guidance, diffusion/guidance.py); 0.25 was best on validation (docs/posttrain.md)
+    action_guidance: float = 0.25
     max_memory: str = "4GiB"  # the whole process's budget: refused up front if it cannot fit; tokenizer tiles
 
 
@@ -260,15 +272,23 @@ class WorldPipeline:
         """A post-trained model's network inputs for one clip of frames ``size`` (H, W), from a rollout-like
         dict: camera rays from ``meta["camera"]`` (``intrinsics``, one ``cam2world`` per frame; the image size
         in ``height``/``width``), scaled robot actions from ``meta["actions"]`` (a blind control model gets
-        zeros without them). {} for a plain Video2World model. Errors are ValueErrors naming ``meta["name"]``."""
+        zeros without them). {} for a plain Video2World model. With actions and ``g.action_guidance``, the
+        conditions it steers away from ride along as ``null_action`` / ``null_extra``: the same clip with the
+        actions after the input frames set to zero. Errors are ValueErrors naming ``meta["name"]``."""
         from openwfm.config import ConfigError
 
         g = g or GenerateConfig()
         size = size or (g.height or self.cfg.data.resolution, g.width or self.cfg.data.resolution)
         try:
-            return self._conditions(meta, g, size)
+            kw = self._conditions(meta, g, size)
         except ConfigError as e:  # a malformed camera / action record
             raise GenerateError(f"{meta.get('name', '?')}: {e}") from e
+        if g.action_guidance and "action" in kw and meta.get("actions"):
+            actions = np.asarray(meta["actions"], dtype=float)
+            actions[(g.num_input_frames or self.cfg.v2w.num_input_frames) - 1:] = 0.0
+            null = self._conditions(dict(meta, actions=actions.tolist()), g, size)
+            kw |= {f"{NULL}{k}": v for k, v in null.items()}
+        return kw
 
     def _conditions(self, meta: dict, g: GenerateConfig, size: tuple[int, int]) -> dict:
         from openwfm.posttrain.conditions import clip_rays
@@ -309,7 +329,8 @@ class WorldPipeline:
         worth (clip length - num_input_frames) or, with ``total_frames``, clips chained until the video
         has that many frames, each conditioned on the last ``num_input_frames`` frames so far.
         ``net_kw``: post-training conditions for one clip (``extra``: camera rays (1, 6, T', H', W'),
-        ``action``: (1, action_dim)); they describe one clip, so they cannot be chained."""
+        ``action``: (1, action_dim); their ``null_`` twins for action guidance); they describe one clip, so
+        they cannot be chained."""
         if net_kw and total_frames:
             raise GenerateError("camera / action conditions describe one clip: leave total_frames at 0")
         from openwfm.video.transforms import to_tensor
@@ -326,6 +347,8 @@ class WorldPipeline:
         if len(frames) < n_in:
             raise GenerateError(f"Video2World needs {n_in} input frames, got {len(frames)}")
         h, w = frames.shape[1:3]
+        net_kw, null_kw = split_null(net_kw or {})
+        guide = g.action_guidance if null_kw else 0.0
         plan = self.memory_plan(g, h, w, net_kw)
         _, text, uncond = self.encode_prompt(prompt, g.negative_prompt)
         clip = self.clip_frames(g)
@@ -346,7 +369,8 @@ class WorldPipeline:
                                    guidance_form=g.guidance_form, sampler=g.sampler, steps=g.steps,
                                    sigma_min=g.sigma_min, sigma_max=g.sigma_max, cond=cond, num_cond=num_cond,
                                    fps=g.fps, generator=generator, callback=callback, held=cond if hold else None,
-                                   net_kw={k: v.to(self.device) for k, v in (net_kw or {}).items()})
+                                   net_kw={k: v.to(self.device) for k, v in net_kw.items()}, cond_guidance=guide,
+                                   null_kw={k: v.to(self.device) for k, v in null_kw.items()})
             video = np.concatenate([video, self._decode(z, plan)[n_in:]])
         return self._guard(video[:total])
 
