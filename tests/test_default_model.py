@@ -77,6 +77,14 @@ def test_warm_start_takes_the_weights_and_refuses_another_network(recipe, tmp_pa
     card = pretrained.read_card(again["exports"]["default-v2w"])
     assert card["v2w_init"]["card"]["steps"] == 3 and card["tokenizer_from"] == report["exports"]["tokenizer"]
     assert not (tmp_path / "warm" / "tokenizer").exists()
+    # the action run continues an action model (action_init) instead of starting from the v2w run
+    cont = run_recipe(tmp_path / "cont", replace(TINY, falling=0, orbit=0, tokenizer_from=report["exports"]["tokenizer"],
+                                                 action_init=report["exports"]["default-action"], action_steps=1),
+                      quiet=True)
+    card = pretrained.read_card(cont["exports"]["default-action"])
+    assert card["action_init"]["card"] == pretrained.read_card(report["exports"]["default-action"]) and card["steps"] == 1
+    run_cfg = json.loads((tmp_path / "cont" / "action" / "checkpoints" / "step-00000001" / "config.json").read_text())
+    assert run_cfg["base"] == str(pretrained.find(report["exports"]["default-action"]))
 
 
 def test_exported_model_generates_from_its_directory(recipe, tmp_path):

@@ -1,10 +1,10 @@
 """The shipped default model on rollouts simulated here with seeds no model saw, as ``wfm generate
 video2world`` runs it (its default settings): issue 19's floors — it beats copying the last input frame
 by 2 dB where things move, the action model does 1 dB better with the true robot actions than with zero or
-reversed ones (xfail while a floor is not met: docs/default-model.md has the numbers) — what it does hold
-today (above copy-last where things move, objects kept, samples neither blurred nor noisy, the true actions
-win in every rollout and by 1 dB against zero actions, counterfactual actions change more than a seed),
-and its tokenizer's floors."""
+reversed ones, and counterfactual actions change more than a new seed (strict xfail while a floor is not
+met: docs/default-model.md has the numbers) — what it does hold today (above copy-last where things move,
+objects kept, samples neither blurred nor noisy, the true actions win in every rollout), and its
+tokenizer's floors."""
 
 from __future__ import annotations
 
@@ -29,9 +29,6 @@ def heldout(tmp_path_factory):
     return root
 
 
-REVERSED_NOT_MET = ("issue 19's action floor against reversed actions is not met on the held-out evaluation sets: "
-                    "+0.96 dB on 8 and on 32 held-out push rollouts (docs/default-model.md). Not strict: on the 3 "
-                    "rollouts here it reaches 1.04 dB, so this can pass without the floor holding")
 FLOOR_NOT_MET = ("issue 19's floor is not met yet by the shipped model (25,614 CPU steps, the last 14,000 with the "
                  "'hold' prior, 4,000 of them decaying the learning rate; Euler 3 steps): on held-out rollouts it "
                  "beats copy-last in the moving region by 0.85 dB from 1 frame and 0.6 dB from 9 "
@@ -103,7 +100,7 @@ def action_effects(heldout):
 
 
 def test_the_action_model_follows_its_actions(action_effects):
-    """What holds (path maps, 15,000 steps, action guidance 0.25): the true actions give the better future
+    """What holds (path maps, 15,000 + 5,000 steps, action guidance 0.25): the true actions give the better future
     where things move in every held-out rollout, against zero and against reversed actions, by more than
     0.5 dB on average, and by >= 1 dB against zero actions (issue 19's floor)."""
     for other in ("zero", "reversed"):
@@ -119,7 +116,6 @@ def test_counterfactual_actions_change_the_future_more_than_a_new_seed(action_ef
     assert min(e["rms_zero"].mean(), e["rms_reversed"].mean()) > e["rms_seed"].mean(), e
 
 
-@pytest.mark.xfail(reason=REVERSED_NOT_MET, strict=False)
 def test_true_actions_beat_reversed_ones_by_1_db(action_effects):
     """Issue 19's floor against reversed actions: >= 1 dB where things move, on average."""
     assert action_effects["gain_reversed"].mean() >= 1, action_effects["gain_reversed"]

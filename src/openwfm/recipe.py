@@ -47,6 +47,9 @@ class RecipeConfig:
     # are recorded in the model cards. "" = train from nothing (the default).
     tokenizer_from: str = ""
     v2w_init: str = ""
+    # an action model (shipped name, run or export of the same network) that the action run continues from
+    # instead of starting from the v2w run ("" = from the v2w run, the default); recorded in its card
+    action_init: str = ""
     # the residual model's "nothing moves" (v2w.residual_prior): "hold" = the latents of the input with its
     # last frame held (copy-last-frame, tokenized; precomputed beside the latents for 1 and 9 input frames),
     # "last" = the last input latent frame repeated (the models of 2026-12-02 and -06)
@@ -196,8 +199,11 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
                + ([f"init={warm_start}"] if warm_start else []), out / "v2w", quiet)
 
     def action() -> None:
+        if cfg.action_init and not (out / "action").exists():
+            action_file.write_text(json.dumps(world.read_card(cfg.action_init), indent=1))
         if cfg.push:
-            _train("posttrain-action", "tiny", [f"base={out / 'v2w'}", f"tokenizer={tok_export}",
+            base = action_start or out / "v2w"
+            _train("posttrain-action", "tiny", [f"base={base}", f"tokenizer={tok_export}",
                                                 f"data.shards={out / 'latents-push'}"] + data + cfg.action
                    + [f"train.steps={cfg.action_steps}"], out / "action", quiet)
 
@@ -206,17 +212,24 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
         reused = {"tokenizer_from": cfg.tokenizer_from} if cfg.tokenizer_from else {}
         if cfg.v2w_init:
             reused["v2w_init"] = {"from": cfg.v2w_init, "card": warm_card()}
+        action_reused = {"action_init": {"from": cfg.action_init, "card": kept_card(action_file, cfg.action_init)}} if cfg.action_init else {}
         return {name: {"recipe": "wfm recipe default", "tokenizer": TOKENIZER_NAME,
                        "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg)} | reused
-                for name in worlds}
+                | (action_reused if name == world.DEFAULT_ACTION else {}) for name in worlds}
 
     # the warm start's card is kept in the run when its training starts: --install later replaces the
     # shipped model the run started from, and a rerun must still name what it started from
     warm_start = str(world.find(cfg.v2w_init)) if cfg.v2w_init else ""
     warm_file = out / "v2w-init-card.json"
 
+    def kept_card(file: Path, name: str) -> dict:
+        return json.loads(file.read_text()) if file.is_file() else world.read_card(name)
+
     def warm_card() -> dict:
-        return json.loads(warm_file.read_text()) if warm_file.is_file() else world.read_card(cfg.v2w_init)
+        return kept_card(warm_file, cfg.v2w_init)
+
+    action_start = str(world.find(cfg.action_init)) if cfg.action_init else ""  # the same, for the action run
+    action_file = out / "action-init-card.json"
 
     def export_world() -> None:  # the export's tokenizer is its path, so the export runs as it is
         for name, run in worlds.items():
@@ -226,7 +239,7 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
              ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps", "tokenizer_from"]),
              ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step", "residual_prior"]), ("push-latents", push_latents, []),
-             ("v2w", v2w, ["v2w", "v2w_steps", "v2w_init"]), ("action", action, ["action", "action_steps"]),
+             ("v2w", v2w, ["v2w", "v2w_steps", "v2w_init"]), ("action", action, ["action", "action_steps", "action_init"]),
              ("export", export_world, [])]
     assert [name for name, _, _ in steps] == list(STEPS), "STEPS (checked before any work) must list the steps"
     runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action"}
