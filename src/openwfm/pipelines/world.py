@@ -283,7 +283,7 @@ class WorldPipeline:
             kw = self._conditions(meta, g, size)
         except ConfigError as e:  # a malformed camera / action record
             raise GenerateError(f"{meta.get('name', '?')}: {e}") from e
-        if g.action_guidance and "action" in kw and meta.get("actions"):
+        if g.action_guidance and "action" in kw and meta.get("actions") and not self.cfg.blind:  # blind: null = cond
             actions = np.asarray(meta["actions"], dtype=float)
             actions[(g.num_input_frames or self.cfg.v2w.num_input_frames) - 1:] = 0.0
             null = self._conditions(dict(meta, actions=actions.tolist()), g, size)
