@@ -42,6 +42,6 @@ wfm data caption-index cur/shards --out capidx && wfm upsample "a red ball rolls
 wfm eval physics --sim data/falling --steps 2 --out eval/physics   # the shipped default vs copy-last
 wfm generate video2world -i clip.mp4 -o future.mp4 --steps 2  # no --checkpoint: the shipped default
 wfm recipe default --out runs/default --set falling=1 --set orbit=1 --set push=2 --set resolution=32 \
-    --set tokenizer_steps=2 --set v2w_steps=2 --set action_steps=2 --set workers=1   # the shipped default's recipe, tiny
+    --set tokenizer_steps=2 --set v2w_steps=2 --set action_steps=2 --set decoder_steps=2 --set workers=1   # the shipped default's recipe, tiny
 set +x
 echo "tour done in $W"

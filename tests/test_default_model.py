@@ -17,7 +17,7 @@ from openwfm.recipe import RecipeConfig, run_recipe
 runner = CliRunner()
 
 TINY = RecipeConfig(falling=1, orbit=1, push=2, resolution=32, tokenizer_steps=3, v2w_steps=3, action_steps=3,
-                    workers=1)
+                    decoder_steps=1, workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +29,16 @@ def recipe(tmp_path_factory):
 def test_recipe_runs_every_step_and_resumes(recipe):
     out, report = recipe
     assert list(report["steps"]) == ["simulate", "pack", "tokenizer", "export-tokenizer", "latents", "push-latents",
-                                     "v2w", "action", "export"]
+                                     "v2w", "action", "decoder", "export"]
     for path in report["exports"].values():
         assert (Path(path) / "index.json").is_file() and Path(path).is_relative_to(out)
     card = pretrained.read_card(report["exports"]["default-v2w"])
     assert card["steps"] == 3 and "1 falling, 1 orbit, 2 push" in card["data"]
+    facts = card["training"]  # seeds, steps, batch, wall time and machine (issue 19's cards)
+    assert facts["seed"] == 0 and facts["batch_size"] == 8 and facts["steps"] == 3 and facts["train_seconds"] >= 0
+    assert "CPU cores" in facts["machine"]
+    tok_card = pretrained.read_card(report["exports"]["tokenizer"])  # the decoder fine-tune, nesting the tokenizer's
+    assert tok_card["training"]["batch_size"] == 8 and tok_card["encoder"]["training"]["batch_size"] == 4
     cfg = json.loads((out / "export/world/default-action/config.json").read_text())
     assert cfg["base"] == "" and cfg["data"]["shards"] == "" and cfg["tokenizer"].endswith("cv4x4x4-sim32")
     again = run_recipe(out, TINY, quiet=True)  # every step is stamped done: nothing reruns
@@ -43,6 +48,7 @@ def test_recipe_runs_every_step_and_resumes(recipe):
     more = run_recipe(out, replace(TINY, action_steps=4), quiet=True)
     assert more["steps"]["action"]["inputs"]["action_steps"] == 4
     assert (out / ".done" / "tokenizer").stat().st_mtime_ns == stamp
+    assert more["steps"]["decoder"] == report["steps"]["decoder"]  # the decoder depends on the tokenizer only
     assert json.loads((out / "action/checkpoints/step-00000004/trainer.json").read_text())["step"] == 4
     # any other change trains that step from the start; its old run is kept aside, not lost
     fresh = run_recipe(out, replace(TINY, action_steps=4, action=TINY.action + ["data.seed=1"]), quiet=True)
@@ -77,6 +83,19 @@ def test_warm_start_takes_the_weights_and_refuses_another_network(recipe, tmp_pa
     card = pretrained.read_card(again["exports"]["default-v2w"])
     assert card["v2w_init"]["card"]["steps"] == 3 and card["tokenizer_from"] == report["exports"]["tokenizer"]
     assert not (tmp_path / "warm" / "tokenizer").exists()
+    # the decoder fine-tune (decoder_steps) keeps the encoder: the world models' latents are the same, and
+    # their export decodes with the new decoder
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.tokenizer.pretrained import read_card
+
+    tuned, start = again["exports"]["tokenizer"], report["exports"]["tokenizer"]
+    assert Path(tuned).parent.name == "decoder" and read_card(tuned)["encoder"] == read_card(start)
+    assert read_card(tuned)["steps"] == 1
+    assert json.loads((Path(again["exports"]["default-v2w"]) / "config.json").read_text())["tokenizer"] == tuned
+    a, b = load_tokenizer(start), load_tokenizer(tuned)
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(a.encode(x), b.encode(x)) and a.cfg.latents_std == b.cfg.latents_std
     # the action run continues an action model (action_init) instead of starting from the v2w run
     cont = run_recipe(tmp_path / "cont", replace(TINY, falling=0, orbit=0, tokenizer_from=report["exports"]["tokenizer"],
                                                  action_init=report["exports"]["default-action"], action_steps=1),

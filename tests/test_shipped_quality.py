@@ -31,7 +31,7 @@ def heldout(tmp_path_factory):
 
 FLOOR_NOT_MET = ("issue 19's floor is not met yet by the shipped model (25,614 CPU steps, the last 14,000 with the "
                  "'hold' prior, 4,000 of them decaying the learning rate; Euler 3 steps): on held-out rollouts it "
-                 "beats copy-last in the moving region by 0.85 dB from 1 frame and 0.6 dB from 9 "
+                 "beats copy-last in the moving region by 0.8 dB from 1 frame and 0.6 dB from 9 "
                  "(docs/default-model.md); strict: this test fails the day the floor holds, so the marker "
                  "must go then")
 
@@ -146,9 +146,10 @@ def test_the_world_models_tokenizer_meets_its_floors(heldout):
     assert np.mean(psnrs) >= 32 and shift <= 2, (psnrs, shift)
     rows = evaluate_physics(files, {"rt": lambda f, n_out, meta: trips[meta["name"]][1:1 + n_out]},
                             PhysicsConfig(num_input_frames=1, num_frames=n, resolution=res, include_truth=False))["rows"]
-    # issue 19 asks >= 0.7; measured 0.67 on the 24 held-out rollouts of docs/default-model.md (the colour masks
-    # of the true frames reach 0.84): not met yet, so this guards what holds
-    assert np.nanmean([r["mask_iou"] for r in rows]) >= 0.6
+    # issue 19 asks >= 0.7. Since the decoder fine-tune: 0.714 on the 24 held-out rollouts of
+    # docs/default-model.md (0.676 before), 0.688 on 72 more (0.636), 0.67 on these 8, whose own true frames'
+    # colour masks reach only 0.77: at the floor's edge, not above it everywhere; this guards what holds
+    assert np.nanmean([r["mask_iou"] for r in rows]) >= 0.65, [r["mask_iou"] for r in rows]
 
 
 def test_shipped_default_keeps_the_scene(scores):

@@ -66,6 +66,9 @@ def test_stages_and_config():
     assert set(tokenizer_loss(x[:, :, :1], x[:, :, :1], stage2_config(), stage=2)[1]) == {
         "l1", "perceptual", "gram"}  # images: no flow term
     assert set(tokenizer_loss(x, x, TokenizerLossConfig(perceptual=0.0), stage=1)[1]) == {"l1"}
+    y = x + 0.1 * torch.randn_like(x)  # the l2 term is the mean squared error; l1 is still logged at weight 0
+    total, parts = tokenizer_loss(x, y, TokenizerLossConfig(l1=0.0, l2=1.0, perceptual=0.0), stage=1)
+    assert set(parts) == {"l1", "l2"} and torch.allclose(total, (y - x).pow(2).mean())
     with pytest.raises(ConfigError):
         tokenizer_loss(x, x, stage=3)
     with pytest.raises(OpenWFMError, match="local weights file"):

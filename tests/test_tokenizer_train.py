@@ -140,3 +140,31 @@ def test_cli_export_of_a_4x8x8_shortcut_run_keeps_one_shared_latent_std(tmp_path
     a, b = api.load_tokenizer(tmp_path / "tok"), api.load_tokenizer(tmp_path / "half")
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert y.dtype == x.dtype and torch.allclose(x, y, rtol=1e-3, atol=1e-4), k
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_its_latent_statistics(tmp_path):
+    """`init=` + `freeze_encoder=true` trains the decoder only: the latents (and their statistics) stay the
+    start's, so world models trained on them keep working; the EMA, which holds only the trained parameters,
+    loads together with the frozen ones."""
+    from openwfm.tokenizer.pretrained import export
+
+    clip = to_tensor(moving_frames(5, 32, 32))[None]
+    start = _model()
+    export(start, {}, tmp_path / "start", {"steps": 0}, clips=[clip])
+    base = ["train.steps=2", "train.log_every=1", "data.num_frames=5", "data.resolution=32"]
+    cfg = make_config(TokenizerRunConfig, "tiny-CV4x8x8",
+                      overrides=base + [f"init={tmp_path / 'start'}", "freeze_encoder=true"])
+    task = TokenizerTask(cfg)
+    task.make_loader = lambda data_cfg, env, epoch, position: [{"video": clip, "mask": torch.ones(1, 1, 32, 32)}][position:]
+    Trainer(task, tmp_path / "run", progress=False).fit()
+    before, after = api.load_tokenizer(tmp_path / "start"), api.load_tokenizer(tmp_path / "run")
+    with torch.no_grad():
+        assert torch.equal(before.encode(clip), after.encode(clip))
+        assert not torch.equal(before.decode(before.encode(clip)), after.decode(after.encode(clip)))
+    assert after.cfg.latents_mean == before.cfg.latents_mean and after.cfg.latents_std == before.cfg.latents_std
+    with pytest.raises(ConfigError, match="freeze_encoder=true keeps an encoder that init= names"):
+        make_config(TokenizerRunConfig, "tiny-CV4x8x8", overrides=base + ["freeze_encoder=true"])
+    other = make_config(TokenizerRunConfig, "tiny-CV4x8x8", overrides=base + [f"init={tmp_path / 'start'}",
+                                                                             "model.channels=8"])
+    with pytest.raises(ConfigError, match="differs from this run's model config in channels"):
+        TokenizerTask(other).init_weights(Tokenizer(other.model))

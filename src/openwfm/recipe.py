@@ -1,6 +1,7 @@
 """``wfm recipe default --out RUN``: the one command that trains the embedded default model from nothing —
 simulate training worlds, pack them, train the tokenizer, precompute latents, train Video2World, post-train
-the action-conditioned variant, export the three as shippable models (docs/default-model.md).
+the action-conditioned variant, optionally fine-tune the tokenizer's decoder on its frozen encoder's latents,
+export the three as shippable models (docs/default-model.md).
 
 Every step writes into RUN and stamps ``RUN/.done/STEP`` with the recipe fields it (and the steps before it)
 depend on: a re-run skips stamped steps whose fields are unchanged, so an interrupted recipe resumes where
@@ -40,6 +41,9 @@ class RecipeConfig:
     clip_step: int = 4  # precomputed latents: overlapping clips start every clip_step frames of a rollout
     workers: int = 2  # simulator processes
     tokenizer_steps: int = 1000
+    # steps of the decoder fine-tune: the tokenizer's decoder trained on, its encoder frozen, so the latents the
+    # world models learned stay the same and only their decoding improves (0 = none: the tokenizer as trained)
+    decoder_steps: int = 7000
     v2w_steps: int = 4000
     action_steps: int = 15000
     # reuse instead of retrain: a tokenizer (shipped name or export dir) taken as the recipe's tokenizer, and
@@ -76,6 +80,11 @@ class RecipeConfig:
         "per_frame=true", "cumulative=true", "path=true", "train.optim.lr_mult={net.action_embed: 10}",
         "v2w.input_frame_choices=[1,9]", "data.batch_size=8", "train.optim.schedule=wsd",
         "train.optim.decay_steps=4500"])
+    # the decoder fine-tune: the tokenizer's settings (above) plus these: mean squared error only (PSNR's
+    # measure; with L1 the decoder learned nothing in 1,000 steps; no stage-2 Gram term, which the preset adds
+    # from step 4,500 and which made the decoder noisy), batch 8
+    decoder: list[str] = field(default_factory=lambda: ["loss.l1=0", "loss.l2=1", "stage2_start=-1",
+                                                        "data.batch_size=8"])
 
 
 def _train(task: str, preset: str | None, overrides: list[str], run_dir: Path, quiet: bool) -> Path:
@@ -120,7 +129,8 @@ def _step(out: Path, name: str, fn: Callable[[], object], inputs: dict, report: 
     report["steps"][name] = info
 
 
-STEPS = ("simulate", "pack", "tokenizer", "export-tokenizer", "latents", "push-latents", "v2w", "action", "export")
+STEPS = ("simulate", "pack", "tokenizer", "export-tokenizer", "latents", "push-latents", "v2w", "action", "decoder",
+         "export")
 
 
 def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool = False,
@@ -140,6 +150,8 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     from openwfm.diffusion.latents import precompute
     from openwfm.sim import SimConfig, generate
     from openwfm.tokenizer import pretrained as tok
+    from openwfm.train.metrics import training_facts
+    from openwfm.weights import resolve
 
     cfg = cfg or RecipeConfig()
     out = Path(out).resolve()  # run configs record these paths: absolute, so they load from anywhere
@@ -149,7 +161,9 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     counts = {"falling": cfg.falling, "orbit": cfg.orbit, "push": cfg.push}
     sim_cfg = make_config(SimConfig, preset=cfg.sim_preset)
     sim = out / "sim"
-    tok_export = out / "export" / "tokenizers" / TOKENIZER_NAME
+    tok_export = out / "export" / "tokenizers" / TOKENIZER_NAME  # the encoder's: latents are made with it
+    # what decodes the world models: the decoder fine-tune when there is one
+    tok_final = out / "export" / "decoder" / TOKENIZER_NAME if cfg.decoder_steps else tok_export
     worlds = {world.DEFAULT_V2W: out / "v2w"} | ({world.DEFAULT_ACTION: out / "action"} if cfg.push else {})
     data = [f"data.resolution={cfg.resolution}", f"data.num_frames={cfg.num_frames}"]
 
@@ -207,6 +221,12 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
                                                 f"data.shards={out / 'latents-push'}"] + data + cfg.action
                    + [f"train.steps={cfg.action_steps}"], out / "action", quiet)
 
+    def decoder() -> None:
+        if cfg.decoder_steps:
+            _train("tokenizer", "small-CV4x8x8", ["stages=[]", f"data.shards={out / 'shards' / 'all'}"] + data
+                   + cfg.tokenizer + [f"init={tok_export}", "freeze_encoder=true",
+                                      f"train.steps={cfg.decoder_steps}"] + cfg.decoder, out / "decoder", quiet)
+
     def cards() -> dict[str, dict]:
         push_only = {"falling": 0, "orbit": 0, "push": cfg.push}
         reused = {"tokenizer_from": cfg.tokenizer_from} if cfg.tokenizer_from else {}
@@ -214,8 +234,9 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
             reused["v2w_init"] = {"from": cfg.v2w_init, "card": warm_card()}
         action_reused = {"action_init": {"from": cfg.action_init, "card": kept_card(action_file, cfg.action_init)}} if cfg.action_init else {}
         return {name: {"recipe": "wfm recipe default", "tokenizer": TOKENIZER_NAME,
-                       "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg)} | reused
-                | (action_reused if name == world.DEFAULT_ACTION else {}) for name in worlds}
+                       "data": _data_card(push_only if name == world.DEFAULT_ACTION else counts, cfg),
+                       "training": training_facts(resolve(run))} | reused
+                | (action_reused if name == world.DEFAULT_ACTION else {}) for name, run in worlds.items()}
 
     # the warm start's card is kept in the run when its training starts: --install later replaces the
     # shipped model the run started from, and a rerun must still name what it started from
@@ -232,32 +253,38 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     action_file = out / "action-init-card.json"
 
     def export_world() -> None:  # the export's tokenizer is its path, so the export runs as it is
+        if cfg.decoder_steps:
+            export_decoder_run(out / "decoder", tok_export, tok_final, _data_card(counts, cfg))
         for name, run in worlds.items():
-            world.export(run, out / "export" / "world" / name, str(tok_export), cards()[name], overwrite=True)
+            world.export(run, out / "export" / "world" / name, str(tok_final), cards()[name], overwrite=True)
 
     fields = asdict(cfg)
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
              ("tokenizer", tokenizer, ["resolution", "num_frames", "tokenizer", "tokenizer_steps", "tokenizer_from"]),
              ("export-tokenizer", export_tokenizer, []), ("latents", latents, ["clip_step", "residual_prior"]), ("push-latents", push_latents, []),
              ("v2w", v2w, ["v2w", "v2w_steps", "v2w_init"]), ("action", action, ["action", "action_steps", "action_init"]),
-             ("export", export_world, [])]
+             ("decoder", decoder, ["decoder", "decoder_steps"]), ("export", export_world, [])]
     assert [name for name, _, _ in steps] == list(STEPS), "STEPS (checked before any work) must list the steps"
-    runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action"}
+    runs = {"tokenizer": out / "tokenizer", "v2w": out / "v2w", "action": out / "action", "decoder": out / "decoder"}
     inputs: dict = {}
     for name, fn, needs in steps:
         inputs = inputs | {k: fields[k] for k in needs}
-        _step(out, name, fn, dict(inputs), report, runs.get(name), f"{name}_steps")
+        if name == "export-tokenizer":
+            tok_inputs = dict(inputs)
+        # the decoder depends on the tokenizer only: a new world-model setting does not retrain it
+        own = tok_inputs | {k: fields[k] for k in needs} if name == "decoder" else inputs
+        _step(out, name, fn, dict(own), report, runs.get(name), f"{name}_steps")
         if name == until:
             break
     if "export" not in report["steps"]:  # stopped early (--until)
         report["exports"] = {}
         report["seconds"] = round(sum(s["seconds"] for s in report["steps"].values()), 1)
         return report
-    report["exports"] = {"tokenizer": str(tok_export)} | {n: str(out / "export" / "world" / n) for n in worlds}
+    report["exports"] = {"tokenizer": str(tok_final)} | {n: str(out / "export" / "world" / n) for n in worlds}
     if install:  # the shipped names: the world models name the shipped tokenizer
         import torch
 
-        _install(tok_export, tok.ASSETS / TOKENIZER_NAME)
+        _install(tok_final, tok.ASSETS / TOKENIZER_NAME)
         for name, run in worlds.items():
             world.export(run, world.ASSETS / name, TOKENIZER_NAME, cards()[name], overwrite=True,
                          dtype=torch.float16)  # shipped in half precision: the assets' size budget
@@ -279,6 +306,7 @@ def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, 
     from openwfm.data.dataset import ClipDataset
     from openwfm.tokenizer import pretrained as tok
     from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.train.metrics import training_facts
     from openwfm.weights import load_weights, resolve
 
     ckpt = resolve(run)
@@ -290,8 +318,26 @@ def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, 
     clips = [ds[i]["video"][None] for i in range(0, len(ds), step)][:16]
     steps = int(json.loads((ckpt / "trainer.json").read_text())["step"])
     card = {"steps": steps, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
-            "recipe": "wfm recipe default (step tokenizer)", "data": data}
+            "recipe": "wfm recipe default (step tokenizer)", "data": data, "training": training_facts(ckpt)}
     return tok.export(model, config, dst, card, clips=clips, overwrite=True, shared_std=model.cfg.shortcut)
+
+
+def export_decoder_run(run: Path, encoder: Path, dst: Path, data: str) -> Path:
+    """Export the decoder fine-tune: its latent statistics are the encoder's (the run keeps them), and its card
+    nests the card of the tokenizer whose encoder it kept."""
+    from openwfm.tokenizer import pretrained as tok
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.train.metrics import training_facts
+    from openwfm.weights import load_weights, resolve
+
+    ckpt = resolve(run)
+    config, _ = load_weights(ckpt)
+    model = load_tokenizer(ckpt)
+    card = {"steps": int(json.loads((ckpt / "trainer.json").read_text())["step"]),
+            "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
+            "recipe": "wfm recipe default (step decoder: the decoder trained on, the encoder frozen)", "data": data,
+            "training": training_facts(ckpt), "encoder": tok.read_card(encoder)}
+    return tok.export(model, config, dst, card, overwrite=True)
 
 
 def _install(src: Path, dst: Path) -> None:

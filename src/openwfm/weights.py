@@ -241,15 +241,18 @@ def load_weights(path: str | os.PathLike, ema: bool = True) -> tuple[dict, dict[
 
 
 def read_weights(path: Path, ema: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``load_weights`` of a checkpoint directory ``resolve`` already verified."""
+    """``load_weights`` of a checkpoint directory ``resolve`` already verified. The EMA covers the trained
+    parameters only: a frozen one (a frozen encoder or base model) comes from the model state."""
     config = json.loads((path / "config.json").read_text())
     if (path / "dcp").is_dir():
-        tensors = (read_dcp_part(path, "ema") if ema else None) or read_dcp_part(path, "model")
+        tensors = read_dcp_part(path, "model")
         if tensors is None:
             raise CheckpointError(f"{path}/dcp: cannot read the model state")
+        tensors.update((read_dcp_part(path, "ema") if ema else None) or {})
     else:
-        name = "ema.safetensors" if ema and (path / "ema.safetensors").is_file() else "model.safetensors"
-        tensors = load_file(path / name)
+        tensors = load_file(path / "model.safetensors")
+        if ema and (path / "ema.safetensors").is_file():
+            tensors.update(load_file(path / "ema.safetensors"))
     return config, widen(tensors)
 
 

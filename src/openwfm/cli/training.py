@@ -237,10 +237,11 @@ def recipe_default(out_dir: Path = typer.Option(..., "--out", "-o", help="Recipe
                    install: bool = typer.Option(False, "--install", help="Copy the exports into the package (openwfm/assets): they become the default model."),
                    sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value recipe overrides, e.g. push=60 v2w_steps=500 (fields: openwfm/recipe.py)."),
                    config: Optional[List[Path]] = typer.Option(None, "--config", help="YAML recipe file(s)."),
-                   until: Optional[str] = typer.Option(None, "--until", help="Stop after this step (simulate, pack, tokenizer, export-tokenizer, latents, push-latents, v2w, action, export).")) -> None:
+                   until: Optional[str] = typer.Option(None, "--until", help="Stop after this step (simulate, pack, tokenizer, export-tokenizer, latents, push-latents, v2w, action, decoder, export).")) -> None:
     """Train the embedded default model: simulate training worlds, pack, train the tokenizer, precompute
-    latents, train Video2World, post-train the action variant, export. Resumes where it stopped. About
-    2 h on 2 CPU cores with the defaults (docs/default-model.md)."""
+    latents, train Video2World, post-train the action variant, fine-tune the tokenizer's decoder on its
+    frozen encoder's latents, export. Resumes where it stopped. About 4.5 h on 2 CPU cores with the defaults
+    (docs/default-model.md)."""
     from openwfm.recipe import RecipeConfig, run_recipe
 
     cfg = make_config(RecipeConfig, yaml_files=config or [], overrides=sets or [])

@@ -27,11 +27,18 @@ class TokenizerTask(Task):
     config_cls = TokenizerRunConfig
 
     def build_model(self) -> torch.nn.Module:
-        return Tokenizer(self.cfg.model)
+        model = Tokenizer(self.cfg.model)
+        if self.cfg.freeze_encoder:
+            model.freeze_encoder()
+        return model
 
     def init_weights(self, model: torch.nn.Module) -> None:
-        """A ``shortcut`` tokenizer starts as the PCA of ``shortcut_init_clips`` training clips (evenly spaced
-        over the data, first stage's size)."""
+        """``init``: the weights of that tokenizer (same architecture; with ``freeze_encoder`` its latent
+        statistics too, as the latents stay its own). Otherwise a ``shortcut`` tokenizer starts as the PCA of
+        ``shortcut_init_clips`` training clips (evenly spaced over the data, first stage's size)."""
+        if self.cfg.init:
+            self._init_from(model)
+            return
         if not self.cfg.model.shortcut:
             return
         from openwfm.data import load_index
@@ -46,6 +53,22 @@ class TokenizerTask(Task):
         n = min(len(ds), self.cfg.shortcut_init_clips)
         idx = [round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(n)]
         model.init_shortcut(torch.stack([ds[i]["video"] for i in idx]))
+
+    def _init_from(self, model: Tokenizer) -> None:
+        from openwfm.tokenizer.api import load_tokenizer
+
+        start = load_tokenizer(self.cfg.init)
+        stats = {"latents_mean": None, "latents_std": None, "scaling_factor": 1.0}
+        if dataclasses.replace(start.cfg, **stats) != dataclasses.replace(self.cfg.model, **stats):
+            diff = [f.name for f in dataclasses.fields(start.cfg) if f.name not in stats
+                    and getattr(start.cfg, f.name) != getattr(self.cfg.model, f.name)]
+            raise ConfigError(f"init={self.cfg.init}: its architecture differs from this run's model config in "
+                              f"{', '.join(diff)}; give the same model.* settings")
+        model.load_state_dict(start.state_dict())
+        if self.cfg.freeze_encoder:  # the latents are init's: so are their statistics (saved with the run)
+            for k in stats:
+                setattr(self.cfg.model, k, getattr(start.cfg, k))
+                setattr(model.cfg, k, getattr(start.cfg, k))
 
     def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         return list(model.fsdp_units)

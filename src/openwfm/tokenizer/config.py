@@ -19,12 +19,20 @@ class TokenizerRunConfig:
     loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
     shortcut_init_clips: int = 64  # training clips whose PCA initializes a model.shortcut=true tokenizer
     stage2_start: int = -1  # optimizer step where stage 2 (Gram, flow) begins; -1: stage 1 only
+    # a tokenizer (run, checkpoint, export or shipped name) of the same architecture whose (EMA) weights start
+    # this run instead of a fresh or PCA initialization; "" = none
+    init: str = ""
+    # train the decoder only: the encoder (and its shortcut) stay as ``init`` made them, so the latents do
+    # not change and models trained on them (world models) keep working with the better decoder
+    freeze_encoder: bool = False
     data: DataConfig = field(default_factory=lambda: DataConfig(resolution=64, num_frames=17, batch_size=2))
     stages: list[StageConfig] = field(default_factory=list)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, log_every=10))
 
     def validate(self) -> None:
         self.model.validate()
+        if self.freeze_encoder and not self.init:
+            raise ConfigError("freeze_encoder=true keeps an encoder that init= names; init is empty")
         self.train.validate()
         self.data.validate()
         t, s = self.model.temporal_compression, self.model.spatial_compression

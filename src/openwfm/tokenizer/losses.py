@@ -21,6 +21,9 @@ What is implemented here, honestly:
   ``mode="warp"`` penalizes that motion-compensated residual itself (Ruder et al., GCPR 2016);
   ``mode="relative"`` (default) penalizes its difference from the input's own residual, so it is exactly
   zero for a perfect reconstruction and does not punish real brightness changes or flow errors.
+- l2 (ours, not the paper's; weight 0 by default): mean squared error. A decoder fine-tuned on a frozen
+  encoder's latents (``freeze_encoder``) is scored by PSNR, i.e. by this; L1 drives it to the median of an
+  error that is mostly symmetric compression noise, and it learned nothing (docs/default-model.md).
 """
 
 from __future__ import annotations
@@ -252,6 +255,7 @@ class TokenizerLossConfig:
     """Loss weights (Cosmos tokenizer; references.md) and how the perceptual/flow terms are computed."""
 
     l1: float = 1.0
+    l2: float = 0.0  # mean squared error, PSNR's own measure (a decoder fine-tune on fixed latents uses it)
     perceptual: float = 0.1
     gram: float = 0.062  # stage 2 only
     flow: float = 0.01  # stage 2 only, and only when flow_enabled (off in the released code)
@@ -286,6 +290,9 @@ def tokenizer_loss(x: torch.Tensor, x_hat: torch.Tensor, cfg: TokenizerLossConfi
                          f"{tuple(x_hat.shape)}")
     parts = {"l1": l1_loss(x, x_hat)}
     total = cfg.l1 * parts["l1"]
+    if cfg.l2 > 0:
+        parts["l2"] = (x_hat - x).pow(2).mean()
+        total = total + cfg.l2 * parts["l2"]
     use_gram = stage == 2 and cfg.gram > 0
     if cfg.perceptual > 0 or use_gram:
         perceptual = _perceptual_for(cfg)

@@ -154,6 +154,16 @@ class Tokenizer(nn.Module):
                 m.checkpointing = bool(on)
 
     @property
+    def encoder_modules(self) -> list[nn.Module]:
+        """Everything that makes the latent: the encoder, its 1x1 output and the shortcut's encoding half."""
+        return [self.encoder, self.quant_conv] + ([self.encode_shortcut] if self.cfg.shortcut else [])
+
+    def freeze_encoder(self) -> None:
+        """Train the decoder only: the latents stay what they are (``forward`` then builds no encoder graph)."""
+        for m in self.encoder_modules:
+            m.requires_grad_(False)
+
+    @property
     def fsdp_units(self) -> list[nn.Module]:
         """Encoder levels, both mid blocks and decoder levels: the units FSDP shards one at a time."""
         return [*self.encoder.down, self.encoder.mid, self.decoder.mid, *self.decoder.up]
@@ -231,7 +241,9 @@ class Tokenizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Reconstruction and extras: ``latent`` (bottleneck input), and for FSQ ``codes`` and ``indices``."""
-        z = self.encode_latent(x)
+        frozen = not any(p.requires_grad for m in self.encoder_modules for p in m.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            z = self.encode_latent(x)
         extras = {"latent": z}
         if self.cfg.discrete:
             codes, indices = self.quantize(z)

@@ -27,7 +27,7 @@ from openwfm.train import checkpoint as ckpt
 from openwfm.train.distributed import (DistEnv, all_reduce, init_distributed, set_grad_sync, shutdown,
                                        wrap_model)
 from openwfm.train.ema import EMA
-from openwfm.train.metrics import MetricsLog, TrainProgress
+from openwfm.train.metrics import MetricsLog, TrainProgress, machine
 from openwfm.train.optim import build_optimizer, lr_at, set_lr
 from openwfm.train.task import Task
 
@@ -204,7 +204,8 @@ class Trainer:
     # ---------------------------------------------------------------------------------- checkpoint
     def save(self, on_file=None) -> Path:
         state = {"step": self.step, "epoch": self.epoch, "position": self.position, "stage": self.stage,
-                 "skipped": self.skipped, "tokens_seen": self.tokens_seen, "task": self.task.name}
+                 "skipped": self.skipped, "tokens_seen": self.tokens_seen, "task": self.task.name,
+                 "machine": machine(str(self.env.device))}
         config = {"task": self.task.name, **to_dict(self.cfg)}
         path = ckpt.save_checkpoint(self.ckpt_root, self.step, model=self.model, optimizer=self.optimizer,
                                     ema=self.ema, trainer_state=state, config=config, env=self.env,

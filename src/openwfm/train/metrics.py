@@ -36,6 +36,39 @@ class MetricsLog:
             self._f = None
 
 
+def machine(device: str = "cpu") -> str:
+    """The machine a run trains on, in words (saved in each checkpoint's trainer.json; model cards quote it)."""
+    import platform
+
+    import torch
+
+    where = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads, {where}"
+
+
+def training_facts(checkpoint: str | os.PathLike) -> dict:
+    """What a model card gives about a checkpoint's training: seed, batch size, steps, the seconds its run
+    spent training up to it (from the run's metrics.jsonl, every resume counted; checkpoint writes not) and
+    the machine (checkpoints saved before it was recorded have none)."""
+    ckpt = Path(checkpoint)
+    config = json.loads((ckpt / "config.json").read_text())
+    state = json.loads((ckpt / "trainer.json").read_text()) if (ckpt / "trainer.json").is_file() else {}
+    step = int(state.get("step", 0))
+    facts = {"seed": config.get("train", {}).get("seed"), "batch_size": config.get("data", {}).get("batch_size"),
+             "steps": step}
+    log = ckpt.parent.parent / "metrics.jsonl"
+    if log.is_file():
+        seconds, last = 0.0, 0
+        for row in read_metrics(log):
+            if isinstance(row.get("step"), int) and row["step"] <= step and row.get("it_per_s"):
+                seconds += (row["step"] - last) / row["it_per_s"]
+                last = row["step"]
+        facts["train_seconds"] = round(seconds)
+    if state.get("machine"):
+        facts["machine"] = state["machine"]
+    return facts
+
+
 def read_metrics(path: str | os.PathLike, raw: bool = False) -> list[dict]:
     """Records of a metrics.jsonl as one run: where a resumed run logged a step again, the records it
     replaced are dropped (``raw``: every line as written). A torn line (a crash mid-write) is ignored."""
