@@ -65,10 +65,9 @@ class TokenizerTask(Task):
             raise ConfigError(f"init={self.cfg.init}: its architecture differs from this run's model config in "
                               f"{', '.join(diff)}; give the same model.* settings")
         model.load_state_dict(start.state_dict())
-        if self.cfg.freeze_encoder:  # the latents are init's: so are their statistics (saved with the run)
-            for k in stats:
+        if self.cfg.freeze_encoder:  # the latents are init's: so are their statistics (saved with the run;
+            for k in stats:          # the model holds this same config object)
                 setattr(self.cfg.model, k, getattr(start.cfg, k))
-                setattr(model.cfg, k, getattr(start.cfg, k))
 
     def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         return list(model.fsdp_units)
