@@ -255,8 +255,9 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
     def export_world() -> None:  # the export's tokenizer is its path, so the export runs as it is
         if cfg.decoder_steps:
             export_decoder_run(out / "decoder", tok_export, tok_final, _data_card(counts, cfg))
+        made = cards()
         for name, run in worlds.items():
-            world.export(run, out / "export" / "world" / name, str(tok_final), cards()[name], overwrite=True)
+            world.export(run, out / "export" / "world" / name, str(tok_final), made[name], overwrite=True)
 
     fields = asdict(cfg)
     steps = [("simulate", simulate, ["sim_preset", "falling", "orbit", "push"]), ("pack", pack, []),
@@ -285,8 +286,9 @@ def run_recipe(out: str | Path, cfg: RecipeConfig | None = None, install: bool =
         import torch
 
         _install(tok_final, tok.ASSETS / TOKENIZER_NAME)
+        made = cards()
         for name, run in worlds.items():
-            world.export(run, world.ASSETS / name, TOKENIZER_NAME, cards()[name], overwrite=True,
+            world.export(run, world.ASSETS / name, TOKENIZER_NAME, made[name], overwrite=True,
                          dtype=torch.float16)  # shipped in half precision: the assets' size budget
         report["installed"] = [str(tok.ASSETS / TOKENIZER_NAME)] + [str(world.ASSETS / n) for n in worlds]
     report["seconds"] = round(sum(s["seconds"] for s in report["steps"].values()), 1)
@@ -299,26 +301,33 @@ def _data_card(counts: dict, cfg: RecipeConfig) -> str:
             f"'{cfg.sim_preset}', seeds from 0), {cfg.num_frames}-frame clips at {cfg.resolution} px")
 
 
+def _tokenizer_run(run: Path, step: str, data: str) -> tuple[dict, object, dict]:
+    """(run config, model, card) of a recipe tokenizer run's newest checkpoint; the card gives how it was made
+    and its training facts."""
+    from openwfm.tokenizer.api import load_tokenizer
+    from openwfm.train.metrics import training_facts
+    from openwfm.weights import resolve
+
+    ckpt = resolve(run)
+    model = load_tokenizer(ckpt)
+    facts = training_facts(ckpt)
+    card = {"steps": facts["steps"], "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
+            "recipe": f"wfm recipe default (step {step})", "data": data, "training": facts}
+    return json.loads((ckpt / "config.json").read_text()), model, card
+
+
 def export_tokenizer_run(run: Path, shards: Path, dst: Path, cfg: RecipeConfig, data: str) -> Path:
     """Export the recipe's tokenizer run with latent statistics from 16 training clips (one std shared by all
     channels for a shortcut tokenizer: its PCA-like channels keep their relative scales)."""
     from openwfm.data import DataConfig, load_index
     from openwfm.data.dataset import ClipDataset
     from openwfm.tokenizer import pretrained as tok
-    from openwfm.tokenizer.api import load_tokenizer
-    from openwfm.train.metrics import training_facts
-    from openwfm.weights import load_weights, resolve
 
-    ckpt = resolve(run)
-    config, _ = load_weights(ckpt)
-    model = load_tokenizer(ckpt)
+    config, model, card = _tokenizer_run(run, "tokenizer", data)
     ds = ClipDataset(load_index(shards), DataConfig(shards=str(shards), resolution=cfg.resolution,
                                                     num_frames=cfg.num_frames, batch_size=1, images=False))
     step = len(ds) // 16 or 1
     clips = [ds[i]["video"][None] for i in range(0, len(ds), step)][:16]
-    steps = int(json.loads((ckpt / "trainer.json").read_text())["step"])
-    card = {"steps": steps, "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
-            "recipe": "wfm recipe default (step tokenizer)", "data": data, "training": training_facts(ckpt)}
     return tok.export(model, config, dst, card, clips=clips, overwrite=True, shared_std=model.cfg.shortcut)
 
 
@@ -326,18 +335,9 @@ def export_decoder_run(run: Path, encoder: Path, dst: Path, data: str) -> Path:
     """Export the decoder fine-tune: its latent statistics are the encoder's (the run keeps them), and its card
     nests the card of the tokenizer whose encoder it kept."""
     from openwfm.tokenizer import pretrained as tok
-    from openwfm.tokenizer.api import load_tokenizer
-    from openwfm.train.metrics import training_facts
-    from openwfm.weights import load_weights, resolve
 
-    ckpt = resolve(run)
-    config, _ = load_weights(ckpt)
-    model = load_tokenizer(ckpt)
-    card = {"steps": int(json.loads((ckpt / "trainer.json").read_text())["step"]),
-            "params": sum(p.numel() for p in model.parameters()), "source_run": str(ckpt),
-            "recipe": "wfm recipe default (step decoder: the decoder trained on, the encoder frozen)", "data": data,
-            "training": training_facts(ckpt), "encoder": tok.read_card(encoder)}
-    return tok.export(model, config, dst, card, overwrite=True)
+    config, model, card = _tokenizer_run(run, "decoder: the decoder trained on, the encoder frozen", data)
+    return tok.export(model, config, dst, card | {"encoder": tok.read_card(encoder)}, overwrite=True)
 
 
 def _install(src: Path, dst: Path) -> None:
